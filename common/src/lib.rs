@@ -1,0 +1,13 @@
+//! Shared core of the registry: the OCI domain, configuration, errors, the metadata
+//! repository layer, storage, domain services and the HTTP bootstrap. Handlers live in the
+//! `functions/*` crates and only parse, call a service and answer.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metadata;
+pub mod oci;
+pub mod services;
+pub mod state;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,27 @@
+//! Domain logic: what each registry operation means, over the metadata layer and storage.
+//! Services return [`RegistryError`](crate::error::RegistryError) values ready to answer;
+//! handlers call services, services never call handlers.
+
+mod blob_service;
+mod manifest_service;
+pub mod upload_service;
+
+pub use blob_service::{BlobRead, BlobService};
+pub use manifest_service::{ManifestService, Page, PushedManifest};
+pub use upload_service::{ContentRange, UploadService, UploadState};
+
+use crate::error::RegistryError;
+use crate::metadata::MetadataError;
+use crate::storage::StorageError;
+
+impl From<MetadataError> for RegistryError {
+    fn from(error: MetadataError) -> Self {
+        RegistryError::internal(&error)
+    }
+}
+
+impl From<StorageError> for RegistryError {
+    fn from(error: StorageError) -> Self {
+        RegistryError::internal(&error)
+    }
+}

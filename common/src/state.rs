@@ -1,0 +1,37 @@
+//! What every handler receives: the services, built once at start-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::LimitsConfig;
+use crate::metadata::Metadata;
+use crate::services::{BlobService, ManifestService, UploadService};
+use crate::storage::Storage;
+
+/// Shared, cheaply cloned application state.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub blobs: BlobService,
+    pub uploads: UploadService,
+    pub manifests: ManifestService,
+    pub limits: LimitsConfig,
+    /// A request body that sends nothing for this long is aborted.
+    pub body_idle_timeout: Duration,
+}
+
+impl AppState {
+    pub fn new(
+        metadata: Metadata,
+        storage: Arc<dyn Storage>,
+        limits: LimitsConfig,
+        body_idle_timeout: Duration,
+    ) -> Self {
+        AppState {
+            blobs: BlobService::new(metadata.clone(), storage.clone()),
+            uploads: UploadService::new(metadata.clone(), storage),
+            manifests: ManifestService::new(metadata),
+            limits,
+            body_idle_timeout,
+        }
+    }
+}

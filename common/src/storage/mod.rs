@@ -1,0 +1,111 @@
+//! Byte storage behind one small trait, addressed by typed keys. Blobs are content-addressed
+//! and written once; uploads are written as parts that a finished upload assembles.
+//! Implementations: the local filesystem here; GCS in its own crate.
+
+mod fs;
+
+use std::fmt;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+
+pub use fs::FsStorage;
+
+use crate::oci::Digest;
+use crate::oci::UploadId;
+
+/// A stream of bytes read from or written to storage.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+/// A body being written; borrowed so the caller keeps what it wraps (e.g. a hasher).
+pub type BodyStream<'a> = &'a mut (dyn Stream<Item = std::io::Result<Bytes>> + Send + Unpin);
+
+/// Where a blob's bytes live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobKey(pub Digest);
+
+impl BlobKey {
+    /// Relative object path: `blobs/<algorithm>/<first two hex>/<hex>`.
+    pub fn path(&self) -> String {
+        let hex = self.0.hex();
+        format!("blobs/{}/{}/{}", self.0.algorithm().as_str(), &hex[..2], hex)
+    }
+}
+
+/// One part of an upload session: the bytes of one PATCH (or final PUT) request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadPartKey {
+    pub upload: UploadId,
+    /// Unique within the upload, so that racing requests never write the same part.
+    pub part: String,
+}
+
+impl UploadPartKey {
+    pub fn path(&self) -> String {
+        format!("uploads/{}/{}", self.upload, self.part)
+    }
+}
+
+/// An inclusive byte range already checked against the object's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ByteRange {
+    pub fn len(&self) -> u64 {
+        self.end - self.start + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// A storage failure, with the key it concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object {key} not found")]
+    NotFound { key: String },
+    #[error("I/O on {key}")]
+    Io {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The request body failed (client went away, or sent nothing for too long).
+    #[error("reading the request body")]
+    Body {
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Byte storage used by every service.
+#[async_trait]
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// Writes a whole part from a body; it is durable when this returns. Returns its length.
+    /// On error nothing is left behind under the key.
+    async fn put_part(&self, key: &UploadPartKey, body: BodyStream<'_>) -> Result<u64, StorageError>;
+
+    /// Makes the blob from the parts, in order. A blob that already exists is left as it is.
+    /// The parts stay until [`Storage::delete_parts`].
+    async fn assemble(&self, parts: &[UploadPartKey], blob: &BlobKey) -> Result<(), StorageError>;
+
+    /// Streams one part back (to hash it again with another algorithm).
+    async fn read_part(&self, key: &UploadPartKey) -> Result<ByteStream, StorageError>;
+
+    /// Streams a blob, or a range of it.
+    async fn read(&self, blob: &BlobKey, range: Option<ByteRange>) -> Result<ByteStream, StorageError>;
+
+    /// The blob's size, or `None` when it does not exist.
+    async fn stat(&self, blob: &BlobKey) -> Result<Option<u64>, StorageError>;
+
+    /// Deletes a blob; deleting a missing blob is not an error.
+    async fn delete_blob(&self, blob: &BlobKey) -> Result<(), StorageError>;
+
+    /// Deletes parts of an upload; missing parts are not an error.
+    async fn delete_parts(&self, parts: &[UploadPartKey]) -> Result<(), StorageError>;
+}

@@ -1,0 +1,72 @@
+//! The `blob` service: `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`. Handlers parse,
+//! call the blob service and answer; nothing else.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, RANGE};
+use http::StatusCode;
+use registry_common::error::RegistryError;
+use registry_common::http::Repo;
+use registry_common::oci::Digest;
+use registry_common::state::AppState;
+
+/// Routes of the blob service, on the internal paths.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/_oci/blobs/{digest}", get(get_blob).head(head_blob).delete(delete_blob))
+}
+
+fn blob_headers(digest: &Digest, length: u64) -> [(http::HeaderName, String); 5] {
+    [
+        (CONTENT_LENGTH, length.to_string()),
+        (CONTENT_TYPE, "application/octet-stream".to_owned()),
+        (http::HeaderName::from_static("docker-content-digest"), digest.to_string()),
+        (ETAG, format!("\"{digest}\"")),
+        (ACCEPT_RANGES, "bytes".to_owned()),
+    ]
+}
+
+/// `HEAD /v2/<name>/blobs/<digest>`: existence and size, without touching the bytes.
+async fn head_blob(
+    State(state): State<AppState>,
+    Repo(name): Repo,
+    Path(digest): Path<String>,
+) -> Result<Response, RegistryError> {
+    let digest = Digest::parse(&digest)?;
+    let size = state.blobs.size(&name, &digest).await?;
+    Ok((StatusCode::OK, blob_headers(&digest, size)).into_response())
+}
+
+/// `GET /v2/<name>/blobs/<digest>`: the bytes, or one range of them.
+async fn get_blob(
+    State(state): State<AppState>,
+    Repo(name): Repo,
+    Path(digest): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, RegistryError> {
+    let digest = Digest::parse(&digest)?;
+    let range = headers.get(RANGE).and_then(|v| v.to_str().ok());
+    let read = state.blobs.read(&name, &digest, range).await?;
+    let body = Body::from_stream(read.body);
+    Ok(match read.range {
+        None => (StatusCode::OK, blob_headers(&digest, read.size), body).into_response(),
+        Some(r) => {
+            let content_range = format!("bytes {}-{}/{}", r.start, r.end, read.size);
+            let headers = blob_headers(&digest, r.len());
+            (StatusCode::PARTIAL_CONTENT, headers, [(CONTENT_RANGE, content_range)], body).into_response()
+        }
+    })
+}
+
+/// `DELETE /v2/<name>/blobs/<digest>`: unlinks the blob from the repository.
+async fn delete_blob(
+    State(state): State<AppState>,
+    Repo(name): Repo,
+    Path(digest): Path<String>,
+) -> Result<Response, RegistryError> {
+    let digest = Digest::parse(&digest)?;
+    state.blobs.delete(&name, &digest).await?;
+    Ok((StatusCode::ACCEPTED, [(CONTENT_LENGTH, "0")]).into_response())
+}

@@ -1,0 +1,184 @@
+//! The `manifest` service: `/v2/`, manifests, tags, referrers and the catalog. Handlers
+//! parse, call the manifest service and answer; nothing else.
+
+mod pagination;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderMap, LINK, LOCATION};
+use http::{HeaderName, StatusCode};
+use registry_common::error::RegistryError;
+use registry_common::http::{Repo, content_type, read_limited};
+use registry_common::metadata::StoredManifest;
+use registry_common::oci::{Digest, Reference};
+use registry_common::oci::manifest::OCI_INDEX;
+use registry_common::state::AppState;
+use serde::Deserialize;
+
+use pagination::PageQuery;
+
+static DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+static OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+static OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+
+/// Routes of the manifest service, on the public and internal paths.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v2/", get(base))
+        .route("/v2/_catalog", get(catalog))
+        .route(
+            "/_oci/manifests/{reference}",
+            get(get_manifest).head(head_manifest).put(put_manifest).delete(delete_manifest),
+        )
+        .route("/_oci/tags", get(list_tags))
+        .route("/_oci/referrers/{digest}", get(referrers))
+}
+
+/// `GET /v2/`: the API version check.
+async fn base() -> Json<serde_json::Value> {
+    Json(serde_json::json!({}))
+}
+
+fn manifest_headers(manifest: &StoredManifest) -> [(HeaderName, String); 4] {
+    [
+        (CONTENT_TYPE, manifest.media_type.clone()),
+        (CONTENT_LENGTH, manifest.payload.len().to_string()),
+        (DOCKER_CONTENT_DIGEST.clone(), manifest.digest.clone()),
+        (ETAG, format!("\"{}\"", manifest.digest)),
+    ]
+}
+
+/// `GET /v2/<name>/manifests/<reference>`.
+async fn get_manifest(
+    State(state): State<AppState>,
+    Repo(name): Repo,
+    Path(reference): Path<String>,
+) -> Result<Response, RegistryError> {
+    let reference = Reference::parse(&reference)?;
+    let manifest = state.manifests.get(&name, &reference).await?;
+    let headers = manifest_headers(&manifest);
+    Ok((StatusCode::OK, headers, manifest.payload).into_response())
+}
+
+/// `HEAD /v2/<name>/manifests/<reference>`.
+async fn head_manifest(
+    State(state): State<AppState>,
+    Repo(name): Repo,
+    Path(reference): Path<String>,
+) -> Result<Response, RegistryError> {
+    let reference = Reference::parse(&reference)?;
+    let manifest = state.manifests.get(&name, &reference).await?;
+    Ok((StatusCode::OK, manifest_headers(&manifest)).into_response())
+}
+
+/// `PUT /v2/<name>/manifests/<reference>`.
+async fn put_manifest(
+    State(state): State<AppState>,
+    Repo(name): Repo,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    let reference = Reference::parse(&reference)?;
+    let limit = state.limits.manifest_max_bytes;
+    let body = read_limited(&headers, body, limit, state.body_idle_timeout).await?;
+    let pushed = state
+        .manifests
+        .put(&name, &reference, content_type(&headers), &body)
+        .await?;
+    let location = format!("/v2/{name}/manifests/{}", pushed.digest);
+    let mut response = (
+        StatusCode::CREATED,
+        [
+            (LOCATION, location),
+            (DOCKER_CONTENT_DIGEST.clone(), pushed.digest.to_string()),
+            (CONTENT_LENGTH, "0".to_owned()),
+        ],
+    )
+        .into_response();
+    if let Some(subject) = pushed.subject
+        && let Ok(value) = subject.to_string().parse()
+    {
+        response.headers_mut().insert(OCI_SUBJECT.clone(), value);
+    }
+    Ok(response)
+}
+
+/// `DELETE /v2/<name>/manifests/<reference>`: a digest deletes the manifest, a tag the tag.
+async fn delete_manifest(
+    State(state): State<AppState>,
+    Repo(name): Repo,
+    Path(reference): Path<String>,
+) -> Result<Response, RegistryError> {
+    let reference = Reference::parse(&reference)?;
+    state.manifests.delete(&name, &reference).await?;
+    Ok((StatusCode::ACCEPTED, [(CONTENT_LENGTH, "0")]).into_response())
+}
+
+/// `GET /v2/<name>/tags/list?n=&last=`.
+async fn list_tags(
+    State(state): State<AppState>,
+    Repo(name): Repo,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, RegistryError> {
+    let query = pagination::parse(query, state.limits.page_max)?;
+    let page = state.manifests.tags(&name, query.n, query.last.as_deref()).await?;
+    let body = serde_json::json!({ "name": name.as_str(), "tags": page.items });
+    let link = page
+        .next_after
+        .map(|last| pagination::link(&format!("/v2/{name}/tags/list"), query.n, &last));
+    Ok(with_link(Json(body).into_response(), link))
+}
+
+/// `GET /v2/_catalog?n=&last=`.
+async fn catalog(
+    State(state): State<AppState>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, RegistryError> {
+    let query = pagination::parse(query, state.limits.page_max)?;
+    let page = state.manifests.catalog(query.n, query.last.as_deref()).await?;
+    let body = serde_json::json!({ "repositories": page.items });
+    let link = page
+        .next_after
+        .map(|last| pagination::link("/v2/_catalog", query.n, &last));
+    Ok(with_link(Json(body).into_response(), link))
+}
+
+fn with_link(mut response: Response, link: Option<String>) -> Response {
+    if let Some(link) = link.and_then(|l| l.parse().ok()) {
+        response.headers_mut().insert(LINK, link);
+    }
+    response
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReferrersQuery {
+    artifact_type: Option<String>,
+}
+
+/// `GET /v2/<name>/referrers/<digest>?artifactType=`.
+async fn referrers(
+    State(state): State<AppState>,
+    Repo(name): Repo,
+    Path(digest): Path<String>,
+    query: Result<Query<ReferrersQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, RegistryError> {
+    let digest = Digest::parse(&digest)?;
+    let artifact_type = query.ok().and_then(|Query(q)| q.artifact_type).filter(|t| !t.is_empty());
+    let index = state
+        .manifests
+        .referrers(&name, &digest, artifact_type.as_deref())
+        .await?;
+    let mut response = (StatusCode::OK, [(CONTENT_TYPE, OCI_INDEX)], Json(index).into_response().into_body())
+        .into_response();
+    if artifact_type.is_some() {
+        response
+            .headers_mut()
+            .insert(OCI_FILTERS_APPLIED.clone(), http::HeaderValue::from_static("artifactType"));
+    }
+    Ok(response)
+}

@@ -1,0 +1,173 @@
+//! The `upload` service: `POST`/`PATCH`/`PUT`/`GET`/`DELETE` of blob upload sessions, and
+//! cross-repository mounts. Handlers parse, call the upload service and answer.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, HeaderMap, LOCATION, RANGE};
+use http::{HeaderName, StatusCode};
+use registry_common::error::{OciCode, RegistryError};
+use registry_common::http::{Repo, body_stream, content_length};
+use registry_common::oci::{Digest, RepositoryName, UploadId};
+use registry_common::services::{ContentRange, UploadState};
+use registry_common::services::upload_service::{range_header, upload_location};
+use registry_common::state::AppState;
+use serde::Deserialize;
+
+static DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+static DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+
+/// Routes of the upload service, on the internal paths.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/_oci/uploads/", post(start_upload))
+        .route(
+            "/_oci/uploads/{id}",
+            get(upload_status).patch(patch_upload).put(finish_upload).delete(cancel_upload),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+struct StartQuery {
+    digest: Option<String>,
+    mount: Option<String>,
+    from: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FinishQuery {
+    digest: Option<String>,
+}
+
+fn bad_query(_: QueryRejection) -> RegistryError {
+    RegistryError::new(OciCode::BlobUploadInvalid, "malformed query string")
+}
+
+/// 201 for a blob now in the repository.
+fn created(name: &RepositoryName, digest: &Digest) -> Response {
+    (
+        StatusCode::CREATED,
+        [
+            (LOCATION, format!("/v2/{name}/blobs/{digest}")),
+            (DOCKER_CONTENT_DIGEST.clone(), digest.to_string()),
+            (CONTENT_LENGTH, "0".to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+/// The headers that say where a session stands.
+fn session(status: StatusCode, name: &RepositoryName, id: &UploadId, state: UploadState) -> Response {
+    (
+        status,
+        [
+            (LOCATION, upload_location(name, id)),
+            (RANGE, range_header(state.offset)),
+            (DOCKER_UPLOAD_UUID.clone(), id.to_string()),
+            (CONTENT_LENGTH, "0".to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+fn content_range(headers: &HeaderMap) -> Result<Option<ContentRange>, RegistryError> {
+    headers
+        .get(CONTENT_RANGE)
+        .map(|v| ContentRange::parse(v.to_str().unwrap_or("")))
+        .transpose()
+}
+
+/// `POST /v2/<name>/blobs/uploads/`: mount, monolithic upload, or a new session.
+async fn start_upload(
+    State(state): State<AppState>,
+    Repo(name): Repo,
+    query: Result<Query<StartQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    let Query(query) = query.map_err(bad_query)?;
+    if let Some(mount) = &query.mount {
+        let digest = Digest::parse(mount)?;
+        let from = query.from.as_deref().map(RepositoryName::parse).transpose()?;
+        if state.uploads.mount(&name, from.as_ref(), &digest).await?.is_some() {
+            return Ok(created(&name, &digest));
+        }
+    } else if let Some(digest) = &query.digest {
+        let digest = Digest::parse(digest)?;
+        let body = body_stream(body, state.body_idle_timeout);
+        state
+            .uploads
+            .put_monolithic(&name, &digest, content_length(&headers), body)
+            .await?;
+        return Ok(created(&name, &digest));
+    }
+    let id = state.uploads.start(&name).await?;
+    Ok(session(StatusCode::ACCEPTED, &name, &id, UploadState { offset: 0 }))
+}
+
+/// `GET /v2/<name>/blobs/uploads/<id>`: where the session stands.
+async fn upload_status(
+    State(state): State<AppState>,
+    Repo(name): Repo,
+    Path(id): Path<String>,
+) -> Result<Response, RegistryError> {
+    let id = UploadId::parse(&id)?;
+    let status = state.uploads.status(&name, &id).await?;
+    Ok(session(StatusCode::NO_CONTENT, &name, &id, status))
+}
+
+/// `PATCH /v2/<name>/blobs/uploads/<id>`: a streamed or ranged chunk.
+async fn patch_upload(
+    State(state): State<AppState>,
+    Repo(name): Repo,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    let id = UploadId::parse(&id)?;
+    let range = content_range(&headers)?;
+    let body = body_stream(body, state.body_idle_timeout);
+    let status = state
+        .uploads
+        .append(&name, &id, range, content_length(&headers), body)
+        .await?;
+    Ok(session(StatusCode::ACCEPTED, &name, &id, status))
+}
+
+/// `PUT /v2/<name>/blobs/uploads/<id>?digest=`: the last chunk, if any, and the blob.
+async fn finish_upload(
+    State(state): State<AppState>,
+    Repo(name): Repo,
+    Path(id): Path<String>,
+    query: Result<Query<FinishQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    let id = UploadId::parse(&id)?;
+    let Query(query) = query.map_err(bad_query)?;
+    let digest = query.digest.ok_or_else(|| {
+        RegistryError::new(OciCode::DigestInvalid, "the digest query parameter is required")
+    })?;
+    let digest = Digest::parse(&digest)?;
+    let range = content_range(&headers)?;
+    let body = body_stream(body, state.body_idle_timeout);
+    state
+        .uploads
+        .finish(&name, &id, &digest, range, content_length(&headers), body)
+        .await?;
+    Ok(created(&name, &digest))
+}
+
+/// `DELETE /v2/<name>/blobs/uploads/<id>`: cancels the session.
+async fn cancel_upload(
+    State(state): State<AppState>,
+    Repo(name): Repo,
+    Path(id): Path<String>,
+) -> Result<Response, RegistryError> {
+    let id = UploadId::parse(&id)?;
+    state.uploads.cancel(&name, &id).await?;
+    Ok((StatusCode::NO_CONTENT, [(CONTENT_LENGTH, "0")]).into_response())
+}

@@ -1,0 +1,786 @@
+//! Test harness: starts the real `registry` binary on a free loopback port with its own data
+//! directory, and offers small helpers to speak the distribution API over real sockets.
+//!
+//! The binary is taken from `REGISTRY_BIN`, or else `target/debug/registry` of this workspace
+//! (the test command builds it before running the tests).
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+
+pub mod oci_layout;
+
+/// A running registry process; killed when dropped.
+#[derive(Debug)]
+pub struct Registry {
+    child: Child,
+    port: u16,
+    data: tempfile::TempDir,
+    log_path: PathBuf,
+    env: Vec<(String, String)>,
+    pub client: reqwest::Client,
+}
+
+/// Path of the registry binary under test.
+pub fn registry_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("REGISTRY_BIN") {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug/registry")
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+impl Registry {
+    /// Starts a registry on the embedded default (filesystem + SQLite) in a new temp directory.
+    pub async fn start() -> Registry {
+        Registry::start_with(&[]).await
+    }
+
+    /// Starts a registry with extra environment variables.
+    pub async fn start_with(env: &[(&str, &str)]) -> Registry {
+        let data = tempfile::tempdir().expect("temp dir");
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Registry::spawn(data, env).await
+    }
+
+    async fn spawn(data: tempfile::TempDir, env: Vec<(String, String)>) -> Registry {
+        let bin = registry_bin();
+        assert!(
+            bin.exists(),
+            "registry binary not found at {} (run `cargo build -p registry` or set REGISTRY_BIN)",
+            bin.display()
+        );
+        let log_path = data.path().join("registry.log");
+        let port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("open log file");
+        let mut command = Command::new(&bin);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("DATA_DIR", data.path().join("data"))
+            .env("LOG_LEVEL", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log);
+        for (k, v) in &env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("spawn registry");
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("http client");
+        let mut registry = Registry {
+            child,
+            port,
+            data,
+            log_path,
+            env,
+            client,
+        };
+        registry.wait_ready().await;
+        registry
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("registry exited early with {status}:\n{}", self.log());
+            }
+            if let Ok(resp) = self.client.get(self.url("/healthz")).send().await
+                && resp.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "registry not ready after 30s:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Stops the process and starts it again on the same data directory and port.
+    pub async fn restart(self) -> Registry {
+        let Registry {
+            mut child,
+            data,
+            env,
+            ..
+        } = self;
+        let _ = child.kill();
+        let _ = child.wait();
+        Registry::spawn(data, env).await
+    }
+
+    /// `host:port` of the registry, as clients name it.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Absolute URL for a path starting with `/`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The data directory the registry was started with.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.path().join("data")
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(&self.log_path) {
+            let _ = file.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Pushes a blob monolithically (`POST ?digest=`) and returns its digest.
+    pub async fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
+        let digest = sha256_digest(bytes);
+        let resp = self
+            .client
+            .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
+            .header("Content-Type", "application/octet-stream")
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .expect("push blob");
+        assert_eq!(resp.status(), 201, "push blob to {repo}: {:?}", resp.text().await);
+        digest
+    }
+
+    /// Puts a manifest and asserts 201; returns its digest.
+    pub async fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> String {
+        let resp = self
+            .client
+            .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .header("Content-Type", media_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("push manifest");
+        assert_eq!(
+            resp.status(),
+            201,
+            "push manifest {repo}:{reference}: {:?}",
+            resp.text().await
+        );
+        sha256_digest(body)
+    }
+
+    /// Pushes a small OCI image (config + `layers` random layers of the given sizes) tagged
+    /// `tag`, and returns it.
+    pub async fn push_image(&self, repo: &str, tag: &str, layer_sizes: &[usize]) -> PushedImage {
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"created":"2026-01-01T00:00:00Z","tag":"{tag}"}}"#
+        )
+        .into_bytes();
+        let config_digest = self.push_blob(repo, &config).await;
+        let mut layers = Vec::new();
+        for (i, size) in layer_sizes.iter().enumerate() {
+            let bytes = pseudo_random_bytes(*size, (i as u64 + 1) * 7919 + tag.len() as u64);
+            let digest = self.push_blob(repo, &bytes).await;
+            layers.push((digest, bytes));
+        }
+        let manifest = image_manifest_json(
+            &(config_digest.clone(), config.len()),
+            &layers
+                .iter()
+                .map(|(d, b)| (d.clone(), b.len()))
+                .collect::<Vec<_>>(),
+        );
+        let digest = self
+            .push_manifest(repo, tag, OCI_MANIFEST, manifest.as_bytes())
+            .await;
+        PushedImage {
+            manifest: manifest.into_bytes(),
+            digest,
+            config: (config_digest, config),
+            layers,
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An image pushed by [`Registry::push_image`], with every byte kept for comparison.
+#[derive(Debug, Clone)]
+pub struct PushedImage {
+    pub manifest: Vec<u8>,
+    pub digest: String,
+    pub config: (String, Vec<u8>),
+    pub layers: Vec<(String, Vec<u8>)>,
+}
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// `sha256:<hex>` of the bytes.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
+
+/// Lowercase hex of the bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Deterministic bytes that do not compress, from a seed (xorshift64*).
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// An OCI image manifest naming a config and layers by (digest, size).
+pub fn image_manifest_json(config: &(String, usize), layers: &[(String, usize)]) -> String {
+    let layers: Vec<_> = layers
+        .iter()
+        .map(|(d, s)| serde_json::json!({"mediaType": OCI_LAYER, "digest": d, "size": s}))
+        .collect();
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config.0, "size": config.1},
+        "layers": layers,
+    })
+    .to_string()
+}
+
+// ===========================================================================================
+// Conformance and robustness helpers, shared by `conformance_*.rs` and `robustness.rs`:
+// whole responses read at once, spec error-body checks, upload sessions, byte-identical pull
+// checks, and raw HTTP/1.1 over a TCP socket for requests reqwest refuses to send.
+// ===========================================================================================
+
+/// Media type of the OCI empty descriptor, used as the config of artifacts.
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+
+/// The empty JSON object `{}`, the blob behind [`OCI_EMPTY`].
+pub const EMPTY_JSON: &[u8] = b"{}";
+
+/// Every error code the spec lists, plus the legacy ones this registry also uses.
+pub const KNOWN_ERROR_CODES: &[&str] = &[
+    "BLOB_UNKNOWN",
+    "BLOB_UPLOAD_INVALID",
+    "BLOB_UPLOAD_UNKNOWN",
+    "DIGEST_INVALID",
+    "MANIFEST_BLOB_UNKNOWN",
+    "MANIFEST_INVALID",
+    "MANIFEST_UNKNOWN",
+    "NAME_INVALID",
+    "NAME_UNKNOWN",
+    "SIZE_INVALID",
+    "UNAUTHORIZED",
+    "DENIED",
+    "UNSUPPORTED",
+    "TOOMANYREQUESTS",
+    "TAG_INVALID",
+    "PAGINATION_NUMBER_INVALID",
+    "RANGE_INVALID",
+];
+
+/// `sha512:<hex>` of the bytes.
+pub fn sha512_digest(bytes: &[u8]) -> String {
+    format!("sha512:{}", hex(&sha2::Sha512::digest(bytes)))
+}
+
+/// A response read to the end, so tests can look at it more than once.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// Reads the whole response.
+    pub async fn read(resp: reqwest::Response) -> Reply {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.expect("read response body").to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// The header's value as text, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().expect("ASCII header value"))
+    }
+
+    /// The body parsed as JSON; panics with the body when it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// Body as lossy text, for assertion messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `code` of every error, after checking the body and Content-Type follow the spec's
+    /// error format.
+    pub fn error_codes(&self) -> Vec<String> {
+        error_codes_of(
+            self.header("content-type"),
+            &self.body,
+            &format!("status {}", self.status),
+        )
+    }
+}
+
+/// Sends the request and reads the whole response.
+pub async fn send(request: reqwest::RequestBuilder) -> Reply {
+    Reply::read(request.send().await.expect("send request")).await
+}
+
+fn error_codes_of(content_type: Option<&str>, body: &[u8], context: &str) -> Vec<String> {
+    let text = String::from_utf8_lossy(body);
+    let content_type = content_type.unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{context}: error Content-Type is {content_type:?}, want application/json; body {text}"
+    );
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{context}: error body is not JSON ({e}): {text}"));
+    let errors = value["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{context}: no `errors` array in {text}"));
+    assert!(!errors.is_empty(), "{context}: empty `errors` in {text}");
+    errors
+        .iter()
+        .map(|error| {
+            let code = error["code"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{context}: error without string `code`: {text}"));
+            assert!(
+                !code.is_empty() && code.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{context}: code {code:?} is not uppercase letters and underscores"
+            );
+            if let Some(message) = error.get("message") {
+                assert!(
+                    message.is_string(),
+                    "{context}: `message` is not a string: {text}"
+                );
+            }
+            code.to_owned()
+        })
+        .collect()
+}
+
+/// Asserts the status and that the spec error body names `code` first.
+#[track_caller]
+pub fn assert_error(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status, status, "want {status} {code}, body {}", reply.text());
+    let codes = reply.error_codes();
+    assert_eq!(codes[0], code, "want {status} {code}, body {}", reply.text());
+}
+
+/// Asserts one of the statuses and that the first error code is one of `codes`.
+#[track_caller]
+pub fn assert_error_in(reply: &Reply, statuses: &[u16], codes: &[&str]) {
+    assert!(
+        statuses.contains(&reply.status),
+        "want one of {statuses:?} {codes:?}, got {} {}",
+        reply.status,
+        reply.text()
+    );
+    let got = reply.error_codes();
+    assert!(
+        codes.contains(&got[0].as_str()),
+        "want one of {codes:?}, got {got:?} (status {})",
+        reply.status
+    );
+}
+
+/// Asserts a 4xx answer with a spec error body whose codes are all known ones.
+#[track_caller]
+pub fn assert_client_error(reply: &Reply) {
+    assert!(
+        (400..500).contains(&reply.status),
+        "want a 4xx, got {} {}",
+        reply.status,
+        reply.text()
+    );
+    for code in reply.error_codes() {
+        assert!(
+            KNOWN_ERROR_CODES.contains(&code.as_str()),
+            "unknown error code {code} in {}",
+            reply.text()
+        );
+    }
+}
+
+/// An absolute URL for a `Location` header that may be relative.
+pub fn absolute(reg: &Registry, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_owned()
+    } else {
+        reg.url(location)
+    }
+}
+
+/// Appends a query parameter to a URL that may already have a query.
+pub fn with_query(url: &str, query: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{query}")
+}
+
+/// Opens an upload session (`POST /v2/<repo>/blobs/uploads/`), asserts 202 and returns the
+/// absolute upload URL.
+pub async fn start_upload(reg: &Registry, repo: &str) -> String {
+    let reply = send(
+        reg.client
+            .post(reg.url(&format!("/v2/{repo}/blobs/uploads/")))
+            .header("Content-Length", "0"),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "open upload in {repo}: {}", reply.text());
+    absolute(reg, reply.header("location").expect("Location on 202"))
+}
+
+/// The end of a `Range: 0-<end>` header (upload progress).
+#[track_caller]
+pub fn range_end(reply: &Reply) -> u64 {
+    let range = reply.header("range").expect("Range header");
+    let end = range
+        .strip_prefix("0-")
+        .unwrap_or_else(|| panic!("Range {range:?} does not start with 0-"));
+    end.parse()
+        .unwrap_or_else(|_| panic!("Range {range:?} end is not a number"))
+}
+
+/// Bytes stored so far in an upload session, from `GET <location>` (204 + Range). Only
+/// meaningful once more than one byte is stored (`0-0` means both 0 and 1 bytes).
+pub async fn upload_progress(reg: &Registry, location: &str) -> u64 {
+    let reply = send(reg.client.get(location)).await;
+    assert_eq!(reply.status, 204, "upload status: {}", reply.text());
+    range_end(&reply) + 1
+}
+
+/// `PATCH` of a chunk with `Content-Range: <start>-<end>`.
+pub async fn patch_chunk(reg: &Registry, location: &str, start: u64, chunk: &[u8]) -> Reply {
+    let end = start + chunk.len() as u64 - 1;
+    send(
+        reg.client
+            .patch(location)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Range", format!("{start}-{end}"))
+            .body(chunk.to_vec()),
+    )
+    .await
+}
+
+/// Closes an upload session with `PUT ?digest=` and an optional last chunk.
+pub async fn finish_upload(reg: &Registry, location: &str, digest: &str, last: &[u8]) -> Reply {
+    send(
+        reg.client
+            .put(with_query(location, &format!("digest={digest}")))
+            .header("Content-Type", "application/octet-stream")
+            .body(last.to_vec()),
+    )
+    .await
+}
+
+/// Asserts the process is alive and the image still pulls byte-identical: the manifest by tag
+/// and by digest, and every blob the pulled manifest names, digests recomputed.
+pub async fn assert_intact(reg: &mut Registry, repo: &str, tag: &str, image: &PushedImage) {
+    assert!(reg.is_running(), "registry died:\n{}", reg.log());
+    for reference in [tag, image.digest.as_str()] {
+        let reply = send(
+            reg.client
+                .get(reg.url(&format!("/v2/{repo}/manifests/{reference}")))
+                .header("Accept", OCI_MANIFEST),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "pull {repo}:{reference}: {}", reply.text());
+        assert_eq!(reply.body, image.manifest, "manifest {repo}:{reference} changed");
+        assert_eq!(sha256_digest(&reply.body), image.digest);
+        assert_eq!(reply.header("docker-content-digest"), Some(image.digest.as_str()));
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&image.manifest).expect("pushed manifest is JSON");
+    let mut named = vec![manifest["config"]["digest"].as_str().expect("config digest")];
+    for layer in manifest["layers"].as_array().expect("layers") {
+        named.push(layer["digest"].as_str().expect("layer digest"));
+    }
+    let mut expected = vec![&image.config];
+    expected.extend(image.layers.iter());
+    assert_eq!(named.len(), expected.len());
+    for (digest, (want_digest, want_bytes)) in named.into_iter().zip(expected) {
+        assert_eq!(digest, want_digest);
+        let reply = send(reg.client.get(reg.url(&format!("/v2/{repo}/blobs/{digest}")))).await;
+        assert_eq!(reply.status, 200, "pull blob {digest}: {}", reply.text());
+        assert_eq!(sha256_digest(&reply.body), digest, "blob {digest} content changed");
+        assert_eq!(&reply.body, want_bytes);
+    }
+}
+
+/// A response read from a raw socket. `status` is 0 when the server closed the connection
+/// without answering.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl RawReply {
+    /// Parses raw HTTP/1.1 response bytes (one response, body chunked or not).
+    pub fn parse(bytes: &[u8]) -> RawReply {
+        let Some(split) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return RawReply {
+                status: 0,
+                head: String::from_utf8_lossy(bytes).into_owned(),
+                body: Vec::new(),
+            };
+        };
+        let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut reply = RawReply {
+            status,
+            head,
+            body: bytes[split + 4..].to_vec(),
+        };
+        if reply
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
+            reply.body = dechunk(&reply.body);
+        } else if let Some(len) = reply.header("content-length").and_then(|v| v.parse().ok()) {
+            reply.body.truncate(len);
+        }
+        reply
+    }
+
+    /// A header's value (first occurrence, name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then_some(value.trim())
+        })
+    }
+
+    /// Error codes, after checking the spec error format.
+    pub fn error_codes(&self) -> Vec<String> {
+        error_codes_of(
+            self.header("content-type"),
+            &self.body,
+            &format!("raw status {}", self.status),
+        )
+    }
+}
+
+fn dechunk(mut bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = bytes.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&bytes[..eol]);
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let Ok(size) = usize::from_str_radix(size_text, 16) else {
+            break;
+        };
+        if size == 0 {
+            break;
+        }
+        let start = eol + 2;
+        let end = (start + size).min(bytes.len());
+        out.extend_from_slice(&bytes[start..end]);
+        bytes = &bytes[(end + 2).min(bytes.len())..];
+    }
+    out
+}
+
+/// Builds an HTTP/1.1 request with `Host`, `Connection: close` and (when `body` is given) an
+/// honest `Content-Length`, followed by the body.
+pub fn raw_request(
+    reg: &Registry,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut out = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\n", reg.host());
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body.unwrap_or_default());
+    out
+}
+
+/// Opens a raw TCP connection to the registry.
+pub async fn raw_connect(reg: &Registry) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(("127.0.0.1", reg.port()))
+        .await
+        .expect("connect to registry")
+}
+
+/// Reads until the server closes the connection (or resets it), for at most `limit`. Returns
+/// the bytes read and whether the connection was closed within the limit.
+pub async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    limit: Duration,
+) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut out = Vec::new();
+    let mut buf = [0_u8; 8192];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return (out, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Sends raw request bytes on a new connection and reads the answer until the server closes
+/// (at most 20 s).
+pub async fn raw_exchange(reg: &Registry, request: &[u8]) -> RawReply {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = raw_connect(reg).await;
+    // The server may answer and close before reading everything; a failed write is fine then.
+    let _ = stream.write_all(request).await;
+    let (bytes, closed) = read_until_closed(&mut stream, Duration::from_secs(20)).await;
+    assert!(closed, "server kept the connection open after `Connection: close`");
+    RawReply::parse(&bytes)
+}
+
+/// The path and query of an absolute URL (`http://host:port/path?q` → `/path?q`).
+pub fn path_of(url: &str) -> String {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    match rest.find('/') {
+        Some(i) if url.len() != rest.len() => rest[i..].to_owned(),
+        _ => url.to_owned(),
+    }
+}
+
+/// Asserts a raw answer is a 4xx with a spec error body of known codes.
+#[track_caller]
+pub fn assert_raw_client_error(reply: &RawReply, what: &str) {
+    assert!(
+        (400..500).contains(&reply.status),
+        "{what}: want a 4xx, got {} {:?} {}",
+        reply.status,
+        reply.head,
+        String::from_utf8_lossy(&reply.body)
+    );
+    for code in reply.error_codes() {
+        assert!(
+            KNOWN_ERROR_CODES.contains(&code.as_str()),
+            "{what}: unknown error code {code}"
+        );
+    }
+}
+
+/// Writes the request head and part of a body on a new connection, then closes the socket
+/// without sending the rest, like a client that crashed mid-upload.
+pub async fn send_then_vanish(reg: &Registry, head_and_partial_body: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = raw_connect(reg).await;
+    stream
+        .write_all(head_and_partial_body)
+        .await
+        .expect("write partial request");
+    stream.flush().await.expect("flush");
+    // Give the server the bytes before the FIN arrives, then hang up.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(stream);
+}
+
+/// Upload progress once the server has settled after an aborted request: polls the session
+/// status until three readings in a row agree (at most 10 s), then returns it.
+pub async fn settled_progress(reg: &Registry, location: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = upload_progress(reg, location).await;
+    let mut same = 0;
+    while same < 2 {
+        assert!(Instant::now() < deadline, "upload progress never settled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = upload_progress(reg, location).await;
+        if now == last {
+            same += 1;
+        } else {
+            same = 0;
+            last = now;
+        }
+    }
+    last
+}
