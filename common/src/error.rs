@@ -130,12 +130,18 @@ impl RegistryError {
     }
 
     pub fn name_unknown(name: &impl std::fmt::Display) -> Self {
-        RegistryError::new(OciCode::NameUnknown, "repository name not known to registry")
-            .with_detail(serde_json::json!({ "name": name.to_string() }))
+        RegistryError::new(
+            OciCode::NameUnknown,
+            "repository name not known to registry",
+        )
+        .with_detail(serde_json::json!({ "name": name.to_string() }))
     }
 
     pub fn upload_unknown() -> Self {
-        RegistryError::new(OciCode::BlobUploadUnknown, "blob upload unknown to registry")
+        RegistryError::new(
+            OciCode::BlobUploadUnknown,
+            "blob upload unknown to registry",
+        )
     }
 
     pub fn manifest_invalid(why: impl Into<String>) -> Self {

@@ -17,21 +17,24 @@ pub fn body_stream(
     idle: Duration,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static {
     let stream = body.into_data_stream();
-    Box::pin(futures_util::stream::unfold(Some(stream), move |state| async move {
-        let mut stream = state?;
-        match tokio::time::timeout(idle, stream.next()).await {
-            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
-            Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
-            Ok(None) => None,
-            Err(_) => Some((
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "request body idle for too long",
+    Box::pin(futures_util::stream::unfold(
+        Some(stream),
+        move |state| async move {
+            let mut stream = state?;
+            match tokio::time::timeout(idle, stream.next()).await {
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
+                Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "request body idle for too long",
+                    )),
+                    None,
                 )),
-                None,
-            )),
-        }
-    }))
+            }
+        },
+    ))
 }
 
 /// Reads a whole body of at most `limit` bytes (413 `SIZE_INVALID` beyond).
@@ -53,8 +56,11 @@ pub async fn read_limited(
     let mut out = BytesMut::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            RegistryError::new(OciCode::SizeInvalid, "request body ended before it was complete")
-                .with_detail(serde_json::json!({ "reason": e.to_string() }))
+            RegistryError::new(
+                OciCode::SizeInvalid,
+                "request body ended before it was complete",
+            )
+            .with_detail(serde_json::json!({ "reason": e.to_string() }))
         })?;
         if out.len() + chunk.len() > limit {
             return Err(too_large());

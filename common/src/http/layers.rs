@@ -34,9 +34,14 @@ pub fn registry_app(routes: Router) -> Router {
 /// Adds the spec-shaped answers for unknown paths and methods.
 pub fn registry_fallbacks(routes: Router) -> Router {
     routes
-        .fallback(|| async { RegistryError::unsupported(StatusCode::NOT_FOUND, "no such endpoint") })
+        .fallback(|| async {
+            RegistryError::unsupported(StatusCode::NOT_FOUND, "no such endpoint")
+        })
         .method_not_allowed_fallback(|| async {
-            RegistryError::unsupported(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+            RegistryError::unsupported(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint",
+            )
         })
 }
 
@@ -49,7 +54,8 @@ async fn rewrite_path(mut request: Request, next: Next) -> Response {
     let uri = request.uri().clone();
     let target_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if target_len > MAX_URI_BYTES {
-        return RegistryError::unsupported(StatusCode::URI_TOO_LONG, "request URI too long").into_response();
+        return RegistryError::unsupported(StatusCode::URI_TOO_LONG, "request URI too long")
+            .into_response();
     }
     let internal = match RegistryRoute::rewrite(uri.path()) {
         RegistryRoute::Unchanged => return next.run(request).await,
@@ -71,7 +77,8 @@ async fn rewrite_path(mut request: Request, next: Next) -> Response {
     match Uri::from_parts(parts) {
         Ok(rewritten) => *request.uri_mut() = rewritten,
         Err(_) => {
-            return RegistryError::unsupported(StatusCode::BAD_REQUEST, "malformed request path").into_response();
+            return RegistryError::unsupported(StatusCode::BAD_REQUEST, "malformed request path")
+                .into_response();
         }
     }
     next.run(request).await
@@ -79,9 +86,10 @@ async fn rewrite_path(mut request: Request, next: Next) -> Response {
 
 async fn api_version_header(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
-    response
-        .headers_mut()
-        .insert(API_VERSION.clone(), HeaderValue::from_static("registry/2.0"));
+    response.headers_mut().insert(
+        API_VERSION.clone(),
+        HeaderValue::from_static("registry/2.0"),
+    );
     response
 }
 

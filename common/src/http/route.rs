@@ -36,7 +36,8 @@ impl<'a> RegistryRoute<'a> {
         }
         let segments: Vec<&str> = rest.split('/').collect();
         let n = segments.len();
-        let name_of = |k: usize| &rest[..segments[..k].iter().map(|s| s.len() + 1).sum::<usize>() - 1];
+        let name_of =
+            |k: usize| &rest[..segments[..k].iter().map(|s| s.len() + 1).sum::<usize>() - 1];
         let (k, internal) = match segments.as_slice() {
             [.., "tags", "list"] if n >= 3 => (n - 2, "/tags".to_owned()),
             [.., "blobs", "uploads", id] if n >= 4 => (n - 3, format!("/uploads/{id}")),
@@ -69,7 +70,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Repo {
             .get::<RepositoryName>()
             .cloned()
             .map(Repo)
-            .ok_or_else(|| RegistryError::unsupported(http::StatusCode::NOT_FOUND, "no such endpoint"))
+            .ok_or_else(|| {
+                RegistryError::unsupported(http::StatusCode::NOT_FOUND, "no such endpoint")
+            })
     }
 }
 
@@ -86,24 +89,60 @@ mod tests {
 
     #[test]
     fn names_with_slashes_and_endpoint_words() {
-        assert_eq!(repo("/v2/a/b/c/blobs/sha256:x"), ("a/b/c".into(), "/_oci/blobs/sha256:x".into()));
-        assert_eq!(repo("/v2/a/blobs/uploads/"), ("a".into(), "/_oci/uploads/".into()));
-        assert_eq!(repo("/v2/a/blobs/uploads"), ("a".into(), "/_oci/uploads/".into()));
-        assert_eq!(repo("/v2/a/blobs/uploads/123"), ("a".into(), "/_oci/uploads/123".into()));
-        assert_eq!(repo("/v2/blobs/manifests/latest"), ("blobs".into(), "/_oci/manifests/latest".into()));
-        assert_eq!(repo("/v2/x/tags/list/tags/list"), ("x/tags/list".into(), "/_oci/tags".into()));
-        assert_eq!(repo("/v2/p/manifests/blobs/x"), ("p/manifests".into(), "/_oci/blobs/x".into()));
-        assert_eq!(repo("/v2/a/referrers/sha256:x"), ("a".into(), "/_oci/referrers/sha256:x".into()));
+        assert_eq!(
+            repo("/v2/a/b/c/blobs/sha256:x"),
+            ("a/b/c".into(), "/_oci/blobs/sha256:x".into())
+        );
+        assert_eq!(
+            repo("/v2/a/blobs/uploads/"),
+            ("a".into(), "/_oci/uploads/".into())
+        );
+        assert_eq!(
+            repo("/v2/a/blobs/uploads"),
+            ("a".into(), "/_oci/uploads/".into())
+        );
+        assert_eq!(
+            repo("/v2/a/blobs/uploads/123"),
+            ("a".into(), "/_oci/uploads/123".into())
+        );
+        assert_eq!(
+            repo("/v2/blobs/manifests/latest"),
+            ("blobs".into(), "/_oci/manifests/latest".into())
+        );
+        assert_eq!(
+            repo("/v2/x/tags/list/tags/list"),
+            ("x/tags/list".into(), "/_oci/tags".into())
+        );
+        assert_eq!(
+            repo("/v2/p/manifests/blobs/x"),
+            ("p/manifests".into(), "/_oci/blobs/x".into())
+        );
+        assert_eq!(
+            repo("/v2/a/referrers/sha256:x"),
+            ("a".into(), "/_oci/referrers/sha256:x".into())
+        );
     }
 
     #[test]
     fn other_paths() {
         assert_eq!(RegistryRoute::rewrite("/v2/"), RegistryRoute::Unchanged);
-        assert_eq!(RegistryRoute::rewrite("/v2/_catalog"), RegistryRoute::Unchanged);
+        assert_eq!(
+            RegistryRoute::rewrite("/v2/_catalog"),
+            RegistryRoute::Unchanged
+        );
         assert_eq!(RegistryRoute::rewrite("/healthz"), RegistryRoute::Unchanged);
-        assert_eq!(RegistryRoute::rewrite("/_oci/blobs/x"), RegistryRoute::NotFound);
+        assert_eq!(
+            RegistryRoute::rewrite("/_oci/blobs/x"),
+            RegistryRoute::NotFound
+        );
         assert_eq!(RegistryRoute::rewrite("/v2/a"), RegistryRoute::NotFound);
-        assert_eq!(RegistryRoute::rewrite("/v2/manifests/latest"), RegistryRoute::NotFound);
-        assert_eq!(RegistryRoute::rewrite("/v2/a/unknown/x"), RegistryRoute::NotFound);
+        assert_eq!(
+            RegistryRoute::rewrite("/v2/manifests/latest"),
+            RegistryRoute::NotFound
+        );
+        assert_eq!(
+            RegistryRoute::rewrite("/v2/a/unknown/x"),
+            RegistryRoute::NotFound
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Blob rows and repository links.
 
-use super::{Metadata, MetadataError, from_db_size, is_foreign_key_violation, now_millis, repositories};
+use super::{
+    Metadata, MetadataError, from_db_size, is_foreign_key_violation, now_millis, repositories,
+};
 use crate::oci::{Digest, RepositoryName};
 
 /// What a delete did.
@@ -42,7 +44,11 @@ impl Metadata {
         from: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>, MetadataError> {
-        let mut tx = self.write.begin().await.map_err(MetadataError::query("begin mount"))?;
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(MetadataError::query("begin mount"))?;
         let target_id = repositories::ensure_in(&mut tx, target).await?;
         sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, created_at) \
@@ -67,7 +73,9 @@ impl Metadata {
         .fetch_optional(&mut *tx)
         .await
         .map_err(MetadataError::query("select mounted link"))?;
-        tx.commit().await.map_err(MetadataError::query("commit mount"))?;
+        tx.commit()
+            .await
+            .map_err(MetadataError::query("commit mount"))?;
         Ok(row.map(|(size,)| from_db_size(size)))
     }
 

@@ -3,7 +3,9 @@
 
 use sqlx::{Any, Transaction};
 
-use super::{Deletion, Metadata, MetadataError, from_db_size, is_foreign_key_violation, now_millis};
+use super::{
+    Deletion, Metadata, MetadataError, from_db_size, is_foreign_key_violation, now_millis,
+};
 use super::{repositories, to_db_size};
 use crate::oci::{Descriptor, Digest, ParsedManifest, RepositoryName, Tag};
 
@@ -25,7 +27,11 @@ pub enum ManifestPut {
     /// An index lists a manifest the repository does not have.
     MissingChild(Digest),
     /// A descriptor's size differs from what is stored under its digest.
-    SizeMismatch { digest: Digest, declared: u64, stored: u64 },
+    SizeMismatch {
+        digest: Digest,
+        declared: u64,
+        stored: u64,
+    },
 }
 
 /// A stored manifest.
@@ -47,6 +53,8 @@ pub struct ReferrerRow {
 }
 
 type StoredRow = (String, String, Vec<u8>);
+/// digest, media type, size, artifact type, annotations.
+type ReferrerTuple = (String, String, i64, Option<String>, Option<String>);
 
 impl Metadata {
     /// Stores a manifest with its references and, when given, points the tag at it, all in
@@ -57,7 +65,11 @@ impl Metadata {
         manifest: NewManifest<'_>,
         tag: Option<&Tag>,
     ) -> Result<ManifestPut, MetadataError> {
-        let mut tx = self.write.begin().await.map_err(MetadataError::query("begin manifest"))?;
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(MetadataError::query("begin manifest"))?;
         let repository_id = repositories::ensure_in(&mut tx, name).await?;
         for blob in &manifest.parsed.blobs {
             let stored = linked_blob_size(&mut tx, repository_id, &blob.digest).await?;
@@ -76,11 +88,15 @@ impl Metadata {
             // A reference vanished between the check and the insert (another instance).
             Err(e) if is_foreign_key_violation(&e) => {
                 let first = manifest.parsed.blobs.first().map(|b| b.digest.clone());
-                return Ok(ManifestPut::MissingBlob(first.unwrap_or_else(|| manifest.digest.clone())));
+                return Ok(ManifestPut::MissingBlob(
+                    first.unwrap_or_else(|| manifest.digest.clone()),
+                ));
             }
             Err(e) => return Err(MetadataError::query("insert manifest")(e)),
         }
-        tx.commit().await.map_err(MetadataError::query("commit manifest"))?;
+        tx.commit()
+            .await
+            .map_err(MetadataError::query("commit manifest"))?;
         Ok(ManifestPut::Stored)
     }
 
@@ -145,7 +161,11 @@ impl Metadata {
     }
 
     /// Deletes a tag; the manifest stays.
-    pub async fn delete_tag(&self, name: &RepositoryName, tag: &Tag) -> Result<bool, MetadataError> {
+    pub async fn delete_tag(
+        &self,
+        name: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<bool, MetadataError> {
         let done = sqlx::query(
             "DELETE FROM tags WHERE name = $1 \
              AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
@@ -165,7 +185,7 @@ impl Metadata {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<ReferrerRow>, MetadataError> {
-        let rows: Vec<(String, String, i64, Option<String>, Option<String>)> = sqlx::query_as(
+        let rows: Vec<ReferrerTuple> = sqlx::query_as(
             "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m \
              JOIN repositories r ON r.id = m.repository_id \
              WHERE r.name = $1 AND m.subject_digest = $2 AND ($3 = '' OR m.artifact_type = $3) \
@@ -179,13 +199,15 @@ impl Metadata {
         .map_err(MetadataError::query("select referrers"))?;
         Ok(rows
             .into_iter()
-            .map(|(digest, media_type, size, artifact_type, annotations)| ReferrerRow {
-                digest,
-                media_type,
-                size: from_db_size(size),
-                artifact_type,
-                annotations,
-            })
+            .map(
+                |(digest, media_type, size, artifact_type, annotations)| ReferrerRow {
+                    digest,
+                    media_type,
+                    size: from_db_size(size),
+                    artifact_type,
+                    annotations,
+                },
+            )
             .collect())
     }
 }

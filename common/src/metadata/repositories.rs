@@ -11,12 +11,14 @@ pub(crate) async fn ensure_in(
     tx: &mut Transaction<'static, Any>,
     name: &RepositoryName,
 ) -> Result<i64, MetadataError> {
-    sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-        .bind(name.as_str())
-        .bind(now_millis())
-        .execute(&mut **tx)
-        .await
-        .map_err(MetadataError::query("insert repository"))?;
+    sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name.as_str())
+    .bind(now_millis())
+    .execute(&mut **tx)
+    .await
+    .map_err(MetadataError::query("insert repository"))?;
     let (id,): (i64,) = sqlx::query_as("SELECT id FROM repositories WHERE name = $1")
         .bind(name.as_str())
         .fetch_one(&mut **tx)
@@ -37,7 +39,11 @@ impl Metadata {
     }
 
     /// Names of repositories holding at least one manifest, in byte order, after `last`.
-    pub async fn catalog(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>, MetadataError> {
+    pub async fn catalog(
+        &self,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, MetadataError> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT r.name FROM repositories r \
              WHERE r.name > $1 AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) \

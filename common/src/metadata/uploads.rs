@@ -34,7 +34,11 @@ impl Metadata {
         id: &UploadId,
         hash_state: &[u8],
     ) -> Result<(), MetadataError> {
-        let mut tx = self.write.begin().await.map_err(MetadataError::query("begin upload"))?;
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(MetadataError::query("begin upload"))?;
         let repository_id = repositories::ensure_in(&mut tx, name).await?;
         let now = now_millis();
         sqlx::query(
@@ -49,7 +53,9 @@ impl Metadata {
         .execute(&mut *tx)
         .await
         .map_err(MetadataError::query("insert upload session"))?;
-        tx.commit().await.map_err(MetadataError::query("commit upload"))
+        tx.commit()
+            .await
+            .map_err(MetadataError::query("commit upload"))
     }
 
     /// The session, when it exists in this repository.
@@ -116,7 +122,11 @@ impl Metadata {
         digest: &Digest,
         size: u64,
     ) -> Result<bool, MetadataError> {
-        let mut tx = self.write.begin().await.map_err(MetadataError::query("begin finish"))?;
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(MetadataError::query("begin finish"))?;
         let done = sqlx::query("DELETE FROM upload_sessions WHERE id = $1 AND byte_offset = $2")
             .bind(id.to_string())
             .bind(to_db_size(at_offset))
@@ -127,7 +137,9 @@ impl Metadata {
             return Ok(false);
         }
         record_blob_in(&mut tx, repository_id, digest, size).await?;
-        tx.commit().await.map_err(MetadataError::query("commit finish"))?;
+        tx.commit()
+            .await
+            .map_err(MetadataError::query("commit finish"))?;
         Ok(true)
     }
 
@@ -138,10 +150,16 @@ impl Metadata {
         digest: &Digest,
         size: u64,
     ) -> Result<(), MetadataError> {
-        let mut tx = self.write.begin().await.map_err(MetadataError::query("begin blob"))?;
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(MetadataError::query("begin blob"))?;
         let repository_id = repositories::ensure_in(&mut tx, name).await?;
         record_blob_in(&mut tx, repository_id, digest, size).await?;
-        tx.commit().await.map_err(MetadataError::query("commit blob"))
+        tx.commit()
+            .await
+            .map_err(MetadataError::query("commit blob"))
     }
 
     /// Deletes the session; returns its parts when it existed in this repository.
@@ -160,7 +178,8 @@ impl Metadata {
         .await
         .map_err(MetadataError::query("delete upload session"))?;
         row.map(|(parts,)| {
-            serde_json::from_str(&parts).map_err(|e| MetadataError::Corrupt(format!("upload {id} parts: {e}")))
+            serde_json::from_str(&parts)
+                .map_err(|e| MetadataError::Corrupt(format!("upload {id} parts: {e}")))
         })
         .transpose()
     }

@@ -54,9 +54,13 @@ impl Digest {
             _ => return Err(invalid("unsupported algorithm (sha256 and sha512 are)")),
         };
         if hex.len() != algorithm.hex_len()
-            || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
-            return Err(invalid("encoded part must be lowercase hex of the algorithm's length"));
+            return Err(invalid(
+                "encoded part must be lowercase hex of the algorithm's length",
+            ));
         }
         Ok(Digest {
             algorithm,
@@ -100,7 +104,9 @@ pub enum DigestHasher {
 
 impl fmt::Debug for DigestHasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("DigestHasher").field(&self.algorithm()).finish()
+        f.debug_tuple("DigestHasher")
+            .field(&self.algorithm())
+            .finish()
     }
 }
 
@@ -155,11 +161,15 @@ impl DigestHasher {
         Ok(match algorithm {
             Algorithm::Sha256 => {
                 let state = state.try_into().map_err(bad)?;
-                DigestHasher::Sha256(Sha256::deserialize(state).map_err(|_| InvalidHashState(algorithm))?)
+                DigestHasher::Sha256(
+                    Sha256::deserialize(state).map_err(|_| InvalidHashState(algorithm))?,
+                )
             }
             Algorithm::Sha512 => {
                 let state = state.try_into().map_err(bad)?;
-                DigestHasher::Sha512(Sha512::deserialize(state).map_err(|_| InvalidHashState(algorithm))?)
+                DigestHasher::Sha512(
+                    Sha512::deserialize(state).map_err(|_| InvalidHashState(algorithm))?,
+                )
             }
         })
     }

@@ -43,7 +43,10 @@ impl ManifestKind {
     }
 
     pub fn is_index(self) -> bool {
-        matches!(self, ManifestKind::OciIndex | ManifestKind::DockerManifestList)
+        matches!(
+            self,
+            ManifestKind::OciIndex | ManifestKind::DockerManifestList
+        )
     }
 }
 
@@ -95,7 +98,10 @@ struct RawDescriptor {
 
 /// Content types that say nothing about the manifest format.
 fn is_generic_content_type(content_type: &str) -> bool {
-    matches!(content_type, "" | "application/json" | "application/octet-stream")
+    matches!(
+        content_type,
+        "" | "application/json" | "application/octet-stream"
+    )
 }
 
 impl ParsedManifest {
@@ -106,7 +112,9 @@ impl ParsedManifest {
         let value: serde_json::Value = serde_json::from_slice(body)
             .map_err(|e| RegistryError::manifest_invalid(format!("not valid JSON: {e}")))?;
         if !value.is_object() {
-            return Err(RegistryError::manifest_invalid("a manifest is a JSON object"));
+            return Err(RegistryError::manifest_invalid(
+                "a manifest is a JSON object",
+            ));
         }
         let raw: RawManifest = serde_json::from_value(value).map_err(|e| {
             RegistryError::manifest_invalid(format!("unexpected manifest structure: {e}"))
@@ -127,7 +135,9 @@ impl ParsedManifest {
             (None, None) => OCI_MANIFEST.to_owned(),
         };
         let kind = ManifestKind::from_media_type(&media_type).ok_or_else(|| {
-            RegistryError::manifest_invalid(format!("unsupported manifest media type {media_type:?}"))
+            RegistryError::manifest_invalid(format!(
+                "unsupported manifest media type {media_type:?}"
+            ))
         })?;
 
         let subject = raw.subject.map(|s| validate(s, "subject")).transpose()?;
@@ -139,19 +149,19 @@ impl ParsedManifest {
         let mut children = Vec::new();
         let mut artifact_type = raw.artifact_type.clone();
         if kind.is_index() {
-            let manifests = raw
-                .manifests
-                .ok_or_else(|| RegistryError::manifest_invalid("an index needs a manifests array"))?;
+            let manifests = raw.manifests.ok_or_else(|| {
+                RegistryError::manifest_invalid("an index needs a manifests array")
+            })?;
             for (i, child) in manifests.into_iter().enumerate() {
                 children.push(validate(child, &format!("manifests[{i}]"))?);
             }
         } else {
-            let config = raw
-                .config
-                .ok_or_else(|| RegistryError::manifest_invalid("an image manifest needs a config"))?;
-            let layers = raw
-                .layers
-                .ok_or_else(|| RegistryError::manifest_invalid("an image manifest needs a layers array"))?;
+            let config = raw.config.ok_or_else(|| {
+                RegistryError::manifest_invalid("an image manifest needs a config")
+            })?;
+            let layers = raw.layers.ok_or_else(|| {
+                RegistryError::manifest_invalid("an image manifest needs a layers array")
+            })?;
             let config = validate(config, "config")?;
             if artifact_type.is_none() && kind == ManifestKind::OciManifest {
                 artifact_type = Some(config.media_type.clone());
@@ -181,12 +191,17 @@ impl ParsedManifest {
 
 fn validate(raw: RawDescriptor, field: &str) -> Result<Descriptor, RegistryError> {
     let digest = Digest::parse(&raw.digest).map_err(|_| {
-        RegistryError::manifest_invalid(format!("{field}: digest is not a valid sha256/sha512 digest"))
+        RegistryError::manifest_invalid(format!(
+            "{field}: digest is not a valid sha256/sha512 digest"
+        ))
     })?;
-    let size = u64::try_from(raw.size)
-        .map_err(|_| RegistryError::manifest_invalid(format!("{field}: size must not be negative")))?;
+    let size = u64::try_from(raw.size).map_err(|_| {
+        RegistryError::manifest_invalid(format!("{field}: size must not be negative"))
+    })?;
     if raw.media_type.is_empty() {
-        return Err(RegistryError::manifest_invalid(format!("{field}: mediaType is empty")));
+        return Err(RegistryError::manifest_invalid(format!(
+            "{field}: mediaType is empty"
+        )));
     }
     Ok(Descriptor {
         media_type: raw.media_type,
@@ -215,17 +230,26 @@ mod tests {
         assert_eq!(m.kind, ManifestKind::OciManifest);
         assert_eq!(m.blobs.len(), 2);
         assert_eq!(m.subject.unwrap().to_string(), d(3));
-        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
     }
 
     #[test]
     fn rejects_contradictions_and_garbage() {
-        let index = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).to_string();
+        let index =
+            serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
+                .to_string();
         assert!(ParsedManifest::parse(Some(OCI_MANIFEST), index.as_bytes()).is_err());
         assert!(ParsedManifest::parse(Some(OCI_INDEX), index.as_bytes()).is_ok());
         assert!(ParsedManifest::parse(None, b"[]").is_err());
         assert!(ParsedManifest::parse(None, b"{\"schemaVersion\":1}").is_err());
-        let deep = format!("{{\"schemaVersion\":2,\"x\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!(
+            "{{\"schemaVersion\":2,\"x\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         assert!(ParsedManifest::parse(None, deep.as_bytes()).is_err());
         let negative = serde_json::json!({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,

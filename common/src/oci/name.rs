@@ -155,12 +155,22 @@ mod tests {
 
     #[test]
     fn names_follow_the_spec_grammar() {
-        for ok in ["a", "library/ubuntu", "a/b/c/d/e", "my-app", "my--app", "a.b", "a_b", "a__b", "0x"] {
+        for ok in [
+            "a",
+            "library/ubuntu",
+            "a/b/c/d/e",
+            "my-app",
+            "my--app",
+            "a.b",
+            "a_b",
+            "a__b",
+            "0x",
+        ] {
             assert!(RepositoryName::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "A", "a/", "/a", "a//b", "-a", "a-", "a..b", "a___b", "a/../b", "..", "a%2Fb", "a b",
-            "a.-b", "a_.b",
+            "", "A", "a/", "/a", "a//b", "-a", "a-", "a..b", "a___b", "a/../b", "..", "a%2Fb",
+            "a b", "a.-b", "a_.b",
         ] {
             assert!(RepositoryName::parse(bad).is_err(), "{bad}");
         }

@@ -9,7 +9,10 @@ use crate::error::RegistryError;
 pub struct UploadId(uuid::Uuid);
 
 impl UploadId {
-    #[expect(clippy::new_without_default, reason = "a new id is random, not a default")]
+    #[expect(
+        clippy::new_without_default,
+        reason = "a new id is random, not a default"
+    )]
     pub fn new() -> Self {
         UploadId(uuid::Uuid::new_v4())
     }

@@ -26,7 +26,10 @@ pub struct BlobRead {
 
 impl std::fmt::Debug for BlobRead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobRead").field("size", &self.size).field("range", &self.range).finish()
+        f.debug_struct("BlobRead")
+            .field("size", &self.size)
+            .field("range", &self.range)
+            .finish()
     }
 }
 
@@ -57,9 +60,12 @@ impl BlobService {
                 RangeRequest::Ignore => None,
                 RangeRequest::Range(range) => Some(range),
                 RangeRequest::Unsatisfiable => {
-                    return Err(RegistryError::new(OciCode::RangeInvalid, "requested range not satisfiable")
-                        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-                        .with_header(CONTENT_RANGE, format!("bytes */{size}")));
+                    return Err(RegistryError::new(
+                        OciCode::RangeInvalid,
+                        "requested range not satisfiable",
+                    )
+                    .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .with_header(CONTENT_RANGE, format!("bytes */{size}")));
                 }
             },
         };
@@ -74,7 +80,11 @@ impl BlobService {
     }
 
     /// Removes the blob from the repository (its bytes go with garbage collection).
-    pub async fn delete(&self, name: &RepositoryName, digest: &Digest) -> Result<(), RegistryError> {
+    pub async fn delete(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
         match self.metadata.unlink_blob(name, digest).await? {
             Deletion::Removed => Ok(()),
             Deletion::NotFound => Err(RegistryError::blob_unknown(digest)),

@@ -100,12 +100,18 @@ impl ManifestService {
         };
         match found {
             Some(manifest) => Ok(manifest),
-            None => Err(self.unknown(name, RegistryError::manifest_unknown(reference)).await?),
+            None => Err(self
+                .unknown(name, RegistryError::manifest_unknown(reference))
+                .await?),
         }
     }
 
     /// Deletes a tag (the manifest stays) or a manifest by digest (its tags go too).
-    pub async fn delete(&self, name: &RepositoryName, reference: &Reference) -> Result<(), RegistryError> {
+    pub async fn delete(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<(), RegistryError> {
         match reference {
             Reference::Tag(tag) => match self.metadata.delete_tag(name, tag).await? {
                 true => Ok(()),
@@ -124,14 +130,22 @@ impl ManifestService {
     }
 
     /// A page of the repository's tags.
-    pub async fn tags(&self, name: &RepositoryName, n: u32, last: Option<&str>) -> Result<Page, RegistryError> {
+    pub async fn tags(
+        &self,
+        name: &RepositoryName,
+        n: u32,
+        last: Option<&str>,
+    ) -> Result<Page, RegistryError> {
         let repository_id = self
             .metadata
             .repository_id(name)
             .await?
             .ok_or_else(|| RegistryError::name_unknown(name))?;
         if n == 0 {
-            return Ok(Page { items: Vec::new(), next_after: None });
+            return Ok(Page {
+                items: Vec::new(),
+                next_after: None,
+            });
         }
         let items = self.metadata.list_tags(repository_id, last, n + 1).await?;
         Ok(page(items, n))
@@ -140,7 +154,10 @@ impl ManifestService {
     /// A page of repository names.
     pub async fn catalog(&self, n: u32, last: Option<&str>) -> Result<Page, RegistryError> {
         if n == 0 {
-            return Ok(Page { items: Vec::new(), next_after: None });
+            return Ok(Page {
+                items: Vec::new(),
+                next_after: None,
+            });
         }
         let items = self.metadata.catalog(last, n + 1).await?;
         Ok(page(items, n))
@@ -153,7 +170,10 @@ impl ManifestService {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<serde_json::Value, RegistryError> {
-        let rows = self.metadata.referrers(name, subject, artifact_type).await?;
+        let rows = self
+            .metadata
+            .referrers(name, subject, artifact_type)
+            .await?;
         let manifests: Vec<serde_json::Value> = rows
             .into_iter()
             .map(|row| {
@@ -165,7 +185,9 @@ impl ManifestService {
                 if let Some(artifact_type) = row.artifact_type {
                     descriptor["artifactType"] = artifact_type.into();
                 }
-                if let Some(annotations) = row.annotations.and_then(|a| serde_json::from_str(&a).ok()) {
+                if let Some(annotations) =
+                    row.annotations.and_then(|a| serde_json::from_str(&a).ok())
+                {
                     descriptor["annotations"] = annotations;
                 }
                 descriptor
@@ -179,7 +201,11 @@ impl ManifestService {
     }
 
     /// NAME_UNKNOWN when the repository does not exist, else the given error.
-    async fn unknown(&self, name: &RepositoryName, otherwise: RegistryError) -> Result<RegistryError, RegistryError> {
+    async fn unknown(
+        &self,
+        name: &RepositoryName,
+        otherwise: RegistryError,
+    ) -> Result<RegistryError, RegistryError> {
         Ok(match self.metadata.repository_id(name).await? {
             None => RegistryError::name_unknown(name),
             Some(_) => otherwise,

@@ -47,8 +47,9 @@ impl ContentRange {
     /// `bytes <start>-<end>/<total|*>`.
     pub fn parse(raw: &str) -> Result<Self, RegistryError> {
         let invalid = || {
-            RegistryError::new(OciCode::BlobUploadInvalid, "invalid Content-Range")
-                .with_detail(serde_json::json!({ "Content-Range": crate::oci::name::truncate(raw, 100) }))
+            RegistryError::new(OciCode::BlobUploadInvalid, "invalid Content-Range").with_detail(
+                serde_json::json!({ "Content-Range": crate::oci::name::truncate(raw, 100) }),
+            )
         };
         let s = raw.trim();
         let s = s
@@ -121,21 +122,30 @@ fn part_keys(upload: &UploadId, parts: &[PartRecord]) -> Vec<UploadPartKey> {
 
 fn body_failed(error: StorageError) -> RegistryError {
     match error {
-        StorageError::Body { source } => {
-            RegistryError::new(OciCode::BlobUploadInvalid, "request body ended before it was complete")
-                .with_detail(serde_json::json!({ "reason": source.to_string() }))
-        }
+        StorageError::Body { source } => RegistryError::new(
+            OciCode::BlobUploadInvalid,
+            "request body ended before it was complete",
+        )
+        .with_detail(serde_json::json!({ "reason": source.to_string() })),
         other => other.into(),
     }
 }
 
 /// A 416 telling the client where the session really is.
-pub fn range_conflict(name: &RepositoryName, id: &UploadId, offset: u64, why: &str) -> RegistryError {
+pub fn range_conflict(
+    name: &RepositoryName,
+    id: &UploadId,
+    offset: u64,
+    why: &str,
+) -> RegistryError {
     RegistryError::new(OciCode::BlobUploadInvalid, why)
         .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
         .with_header(http::header::RANGE, range_header(offset))
         .with_header(http::header::LOCATION, upload_location(name, id))
-        .with_header(http::HeaderName::from_static("docker-upload-uuid"), id.to_string())
+        .with_header(
+            http::HeaderName::from_static("docker-upload-uuid"),
+            id.to_string(),
+        )
 }
 
 /// `Range` header value for a session at `offset` (distribution's form: `0-0` when empty).
@@ -195,7 +205,9 @@ impl UploadService {
     {
         let upload = UploadId::new();
         let mut hasher = DigestHasher::new(digest.algorithm());
-        let part = self.write_part(&upload, 0, &mut hasher, expected_len, body).await?;
+        let part = self
+            .write_part(&upload, 0, &mut hasher, expected_len, body)
+            .await?;
         let result = self.commit_monolithic(name, digest, hasher, &part).await;
         self.discard(std::slice::from_ref(&part.key)).await;
         result
@@ -217,7 +229,11 @@ impl UploadService {
     }
 
     /// The session's state.
-    pub async fn status(&self, name: &RepositoryName, id: &UploadId) -> Result<UploadState, RegistryError> {
+    pub async fn status(
+        &self,
+        name: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<UploadState, RegistryError> {
         let row = self.session(name, id).await?;
         Ok(UploadState { offset: row.offset })
     }
@@ -237,7 +253,9 @@ impl UploadService {
         let row = self.session(name, id).await?;
         let expected = expected_length(name, id, &row, range, content_length)?;
         let mut hasher = restore(&row)?;
-        let part = self.write_part(id, row.offset, &mut hasher, expected, body).await?;
+        let part = self
+            .write_part(id, row.offset, &mut hasher, expected, body)
+            .await?;
         if part.size == 0 {
             self.discard(std::slice::from_ref(&part.key)).await;
             return Ok(UploadState { offset: row.offset });
@@ -257,7 +275,12 @@ impl UploadService {
             Ok(false) => {
                 self.discard(std::slice::from_ref(&part.key)).await;
                 let now = self.session(name, id).await?;
-                Err(range_conflict(name, id, now.offset, "the upload was moved on by another request"))
+                Err(range_conflict(
+                    name,
+                    id,
+                    now.offset,
+                    "the upload was moved on by another request",
+                ))
             }
             Err(e) => {
                 self.discard(std::slice::from_ref(&part.key)).await;
@@ -283,13 +306,17 @@ impl UploadService {
         let row = self.session(name, id).await?;
         let expected = expected_length(name, id, &row, range, content_length)?;
         let mut hasher = restore(&row)?;
-        let last = self.write_part(id, row.offset, &mut hasher, expected, body).await?;
+        let last = self
+            .write_part(id, row.offset, &mut hasher, expected, body)
+            .await?;
         let mut keys = part_keys(id, &row.parts);
         if last.size > 0 {
             keys.push(last.key.clone());
         }
         let size = row.offset + last.size;
-        let result = self.commit_session(name, id, &row, digest, hasher, &keys, size).await;
+        let result = self
+            .commit_session(name, id, &row, digest, hasher, &keys, size)
+            .await;
         match result {
             Ok(()) => {
                 self.discard(&keys).await;
@@ -303,7 +330,10 @@ impl UploadService {
         }
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one call site; the values are all distinct")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site; the values are all distinct"
+    )]
     async fn commit_session(
         &self,
         name: &RepositoryName,
@@ -320,7 +350,9 @@ impl UploadService {
             self.rehash(digest.algorithm(), keys).await?
         };
         verify(digest, computed)?;
-        self.storage.assemble(keys, &BlobKey(digest.clone())).await?;
+        self.storage
+            .assemble(keys, &BlobKey(digest.clone()))
+            .await?;
         if self
             .metadata
             .finish_upload(id, row.offset, row.repository_id, digest, size)
@@ -329,7 +361,12 @@ impl UploadService {
             return Ok(());
         }
         match self.metadata.upload(name, id).await? {
-            Some(now) => Err(range_conflict(name, id, now.offset, "the upload was moved on by another request")),
+            Some(now) => Err(range_conflict(
+                name,
+                id,
+                now.offset,
+                "the upload was moved on by another request",
+            )),
             None => Err(RegistryError::upload_unknown()),
         }
     }
@@ -345,7 +382,11 @@ impl UploadService {
         Ok(())
     }
 
-    async fn session(&self, name: &RepositoryName, id: &UploadId) -> Result<UploadRow, RegistryError> {
+    async fn session(
+        &self,
+        name: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<UploadRow, RegistryError> {
         self.metadata
             .upload(name, id)
             .await?
@@ -370,7 +411,11 @@ impl UploadService {
             count: 0,
             limit: expected,
         };
-        let size = self.storage.put_part(&key, &mut hashing).await.map_err(body_failed)?;
+        let size = self
+            .storage
+            .put_part(&key, &mut hashing)
+            .await
+            .map_err(body_failed)?;
         if let Some(expected) = expected
             && size != expected
         {
@@ -384,7 +429,11 @@ impl UploadService {
         Ok(WrittenPart { key, size })
     }
 
-    async fn rehash(&self, algorithm: Algorithm, keys: &[UploadPartKey]) -> Result<Digest, RegistryError> {
+    async fn rehash(
+        &self,
+        algorithm: Algorithm,
+        keys: &[UploadPartKey],
+    ) -> Result<Digest, RegistryError> {
         let mut hasher = DigestHasher::new(algorithm);
         for key in keys {
             let mut stream = self.storage.read_part(key).await?;
@@ -408,15 +457,21 @@ impl UploadService {
 }
 
 fn restore(row: &UploadRow) -> Result<DigestHasher, RegistryError> {
-    DigestHasher::restore(SESSION_ALGORITHM, &row.hash_state).map_err(|e| RegistryError::internal(&e))
+    DigestHasher::restore(SESSION_ALGORITHM, &row.hash_state)
+        .map_err(|e| RegistryError::internal(&e))
 }
 
 fn verify(claimed: &Digest, computed: Digest) -> Result<(), RegistryError> {
     if *claimed == computed {
         return Ok(());
     }
-    Err(RegistryError::new(OciCode::DigestInvalid, "provided digest did not match uploaded content")
-        .with_detail(serde_json::json!({ "provided": claimed.to_string(), "computed": computed.to_string() })))
+    Err(RegistryError::new(
+        OciCode::DigestInvalid,
+        "provided digest did not match uploaded content",
+    )
+    .with_detail(
+        serde_json::json!({ "provided": claimed.to_string(), "computed": computed.to_string() }),
+    ))
 }
 
 /// The body length a chunk must have, from its `Content-Range` and `Content-Length`.
@@ -445,7 +500,9 @@ fn expected_length(
             OciCode::BlobUploadInvalid,
             "Content-Length disagrees with Content-Range",
         )
-        .with_detail(serde_json::json!({ "Content-Length": length, "range length": range.len() })));
+        .with_detail(
+            serde_json::json!({ "Content-Length": length, "range length": range.len() }),
+        ));
     }
     Ok(Some(range.len()))
 }
@@ -456,9 +513,18 @@ mod tests {
 
     #[test]
     fn content_range_forms() {
-        assert_eq!(ContentRange::parse("0-99").unwrap(), ContentRange { start: 0, end: 99 });
-        assert_eq!(ContentRange::parse("bytes=5-9").unwrap(), ContentRange { start: 5, end: 9 });
-        assert_eq!(ContentRange::parse("bytes 5-9/100").unwrap(), ContentRange { start: 5, end: 9 });
+        assert_eq!(
+            ContentRange::parse("0-99").unwrap(),
+            ContentRange { start: 0, end: 99 }
+        );
+        assert_eq!(
+            ContentRange::parse("bytes=5-9").unwrap(),
+            ContentRange { start: 5, end: 9 }
+        );
+        assert_eq!(
+            ContentRange::parse("bytes 5-9/100").unwrap(),
+            ContentRange { start: 5, end: 9 }
+        );
         for bad in ["", "abc", "5", "9-5", "-5", "1-x", "bytes=1-"] {
             assert!(ContentRange::parse(bad).is_err(), "{bad}");
         }

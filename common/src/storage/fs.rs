@@ -53,11 +53,17 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 #[async_trait]
 impl Storage for FsStorage {
-    async fn put_part(&self, key: &UploadPartKey, body: BodyStream<'_>) -> Result<u64, StorageError> {
+    async fn put_part(
+        &self,
+        key: &UploadPartKey,
+        body: BodyStream<'_>,
+    ) -> Result<u64, StorageError> {
         let rel = key.path();
         let path = self.path(&rel);
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        tokio::fs::create_dir_all(&dir).await.map_err(io_err(&rel))?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(io_err(&rel))?;
 
         // Chunks go to a blocking thread that owns the file: one thread per upload instead of a
         // thread hop per write, with a small bounded queue so memory stays flat.
@@ -115,11 +121,17 @@ impl Storage for FsStorage {
 
     async fn read_part(&self, key: &UploadPartKey) -> Result<ByteStream, StorageError> {
         let rel = key.path();
-        let file = tokio::fs::File::open(self.path(&rel)).await.map_err(io_err(&rel))?;
+        let file = tokio::fs::File::open(self.path(&rel))
+            .await
+            .map_err(io_err(&rel))?;
         Ok(Box::pin(ReaderStream::with_capacity(file, READ_CHUNK)))
     }
 
-    async fn read(&self, blob: &BlobKey, range: Option<ByteRange>) -> Result<ByteStream, StorageError> {
+    async fn read(
+        &self,
+        blob: &BlobKey,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, StorageError> {
         let rel = blob.path();
         let path = self.path(&rel);
         let mut file = match tokio::fs::File::open(&path).await {
@@ -141,7 +153,10 @@ impl Storage for FsStorage {
                 .map_err(|e| join_err(&rel, e))?
                 .map_err(io_err(&rel))?;
                 file = tokio::fs::File::from_std(std_file);
-                Box::pin(ReaderStream::with_capacity(file.take(range.len()), READ_CHUNK))
+                Box::pin(ReaderStream::with_capacity(
+                    file.take(range.len()),
+                    READ_CHUNK,
+                ))
             }
         };
         Ok(stream)
@@ -229,8 +244,15 @@ mod tests {
     use super::*;
     use crate::oci::{Digest, UploadId};
 
-    fn body(chunks: &[&'static [u8]]) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Unpin {
-        futures_util::stream::iter(chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect::<Vec<_>>())
+    fn body(
+        chunks: &[&'static [u8]],
+    ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Unpin {
+        futures_util::stream::iter(
+            chunks
+                .iter()
+                .map(|c| Ok(Bytes::from_static(c)))
+                .collect::<Vec<_>>(),
+        )
     }
 
     async fn read_all(mut s: ByteStream) -> Vec<u8> {
@@ -246,18 +268,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = FsStorage::new(dir.path());
         let upload = UploadId::new();
-        let a = UploadPartKey { upload: upload.clone(), part: "0-a".into() };
-        let b = UploadPartKey { upload: upload.clone(), part: "5-b".into() };
-        assert_eq!(storage.put_part(&a, &mut body(&[b"hel", b"lo"])).await.unwrap(), 5);
-        assert_eq!(storage.put_part(&b, &mut body(&[b" world"])).await.unwrap(), 6);
+        let a = UploadPartKey {
+            upload: upload.clone(),
+            part: "0-a".into(),
+        };
+        let b = UploadPartKey {
+            upload: upload.clone(),
+            part: "5-b".into(),
+        };
+        assert_eq!(
+            storage
+                .put_part(&a, &mut body(&[b"hel", b"lo"]))
+                .await
+                .unwrap(),
+            5
+        );
+        assert_eq!(
+            storage.put_part(&b, &mut body(&[b" world"])).await.unwrap(),
+            6
+        );
         let key = BlobKey(Digest::sha256_of(b"hello world"));
-        storage.assemble(&[a.clone(), b.clone()], &key).await.unwrap();
+        storage
+            .assemble(&[a.clone(), b.clone()], &key)
+            .await
+            .unwrap();
         assert_eq!(storage.stat(&key).await.unwrap(), Some(11));
-        assert_eq!(read_all(storage.read(&key, None).await.unwrap()).await, b"hello world");
+        assert_eq!(
+            read_all(storage.read(&key, None).await.unwrap()).await,
+            b"hello world"
+        );
         let range = ByteRange { start: 6, end: 9 };
-        assert_eq!(read_all(storage.read(&key, Some(range)).await.unwrap()).await, b"worl");
+        assert_eq!(
+            read_all(storage.read(&key, Some(range)).await.unwrap()).await,
+            b"worl"
+        );
         storage.delete_parts(&[a, b]).await.unwrap();
-        assert_eq!(read_all(storage.read(&key, None).await.unwrap()).await, b"hello world");
+        assert_eq!(
+            read_all(storage.read(&key, None).await.unwrap()).await,
+            b"hello world"
+        );
         storage.delete_blob(&key).await.unwrap();
         assert_eq!(storage.stat(&key).await.unwrap(), None);
     }
@@ -266,12 +315,18 @@ mod tests {
     async fn a_failed_body_leaves_no_part() {
         let dir = tempfile::tempdir().unwrap();
         let storage = FsStorage::new(dir.path());
-        let key = UploadPartKey { upload: UploadId::new(), part: "0-x".into() };
+        let key = UploadPartKey {
+            upload: UploadId::new(),
+            part: "0-x".into(),
+        };
         let mut failing = futures_util::stream::iter(vec![
             Ok(Bytes::from_static(b"abc")),
             Err(std::io::Error::other("client went away")),
         ]);
-        assert!(matches!(storage.put_part(&key, &mut failing).await, Err(StorageError::Body { .. })));
+        assert!(matches!(
+            storage.put_part(&key, &mut failing).await,
+            Err(StorageError::Body { .. })
+        ));
         assert!(!dir.path().join(key.path()).exists());
     }
 }

@@ -29,7 +29,12 @@ impl BlobKey {
     /// Relative object path: `blobs/<algorithm>/<first two hex>/<hex>`.
     pub fn path(&self) -> String {
         let hex = self.0.hex();
-        format!("blobs/{}/{}/{}", self.0.algorithm().as_str(), &hex[..2], hex)
+        format!(
+            "blobs/{}/{}/{}",
+            self.0.algorithm().as_str(),
+            &hex[..2],
+            hex
+        )
     }
 }
 
@@ -88,7 +93,11 @@ pub enum StorageError {
 pub trait Storage: Send + Sync + fmt::Debug {
     /// Writes a whole part from a body; it is durable when this returns. Returns its length.
     /// On error nothing is left behind under the key.
-    async fn put_part(&self, key: &UploadPartKey, body: BodyStream<'_>) -> Result<u64, StorageError>;
+    async fn put_part(
+        &self,
+        key: &UploadPartKey,
+        body: BodyStream<'_>,
+    ) -> Result<u64, StorageError>;
 
     /// Makes the blob from the parts, in order. A blob that already exists is left as it is.
     /// The parts stay until [`Storage::delete_parts`].
@@ -98,7 +107,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
     async fn read_part(&self, key: &UploadPartKey) -> Result<ByteStream, StorageError>;
 
     /// Streams a blob, or a range of it.
-    async fn read(&self, blob: &BlobKey, range: Option<ByteRange>) -> Result<ByteStream, StorageError>;
+    async fn read(
+        &self,
+        blob: &BlobKey,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, StorageError>;
 
     /// The blob's size, or `None` when it does not exist.
     async fn stat(&self, blob: &BlobKey) -> Result<Option<u64>, StorageError>;

@@ -6,8 +6,10 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, RANGE};
 use http::StatusCode;
+use http::header::{
+    ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, RANGE,
+};
 use registry_common::error::RegistryError;
 use registry_common::http::Repo;
 use registry_common::oci::Digest;
@@ -15,14 +17,20 @@ use registry_common::state::AppState;
 
 /// Routes of the blob service, on the internal paths.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/_oci/blobs/{digest}", get(get_blob).head(head_blob).delete(delete_blob))
+    Router::new().route(
+        "/_oci/blobs/{digest}",
+        get(get_blob).head(head_blob).delete(delete_blob),
+    )
 }
 
 fn blob_headers(digest: &Digest, length: u64) -> [(http::HeaderName, String); 5] {
     [
         (CONTENT_LENGTH, length.to_string()),
         (CONTENT_TYPE, "application/octet-stream".to_owned()),
-        (http::HeaderName::from_static("docker-content-digest"), digest.to_string()),
+        (
+            http::HeaderName::from_static("docker-content-digest"),
+            digest.to_string(),
+        ),
         (ETAG, format!("\"{digest}\"")),
         (ACCEPT_RANGES, "bytes".to_owned()),
     ]
@@ -55,7 +63,13 @@ async fn get_blob(
         Some(r) => {
             let content_range = format!("bytes {}-{}/{}", r.start, r.end, read.size);
             let headers = blob_headers(&digest, r.len());
-            (StatusCode::PARTIAL_CONTENT, headers, [(CONTENT_RANGE, content_range)], body).into_response()
+            (
+                StatusCode::PARTIAL_CONTENT,
+                headers,
+                [(CONTENT_RANGE, content_range)],
+                body,
+            )
+                .into_response()
         }
     })
 }

@@ -13,8 +13,8 @@ use http::{HeaderName, StatusCode};
 use registry_common::error::RegistryError;
 use registry_common::http::{Repo, content_type, read_limited};
 use registry_common::metadata::StoredManifest;
-use registry_common::oci::{Digest, Reference};
 use registry_common::oci::manifest::OCI_INDEX;
+use registry_common::oci::{Digest, Reference};
 use registry_common::state::AppState;
 use serde::Deserialize;
 
@@ -31,7 +31,10 @@ pub fn router() -> Router<AppState> {
         .route("/v2/_catalog", get(catalog))
         .route(
             "/_oci/manifests/{reference}",
-            get(get_manifest).head(head_manifest).put(put_manifest).delete(delete_manifest),
+            get(get_manifest)
+                .head(head_manifest)
+                .put(put_manifest)
+                .delete(delete_manifest),
         )
         .route("/_oci/tags", get(list_tags))
         .route("/_oci/referrers/{digest}", get(referrers))
@@ -125,7 +128,10 @@ async fn list_tags(
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, RegistryError> {
     let query = pagination::parse(query, state.limits.page_max)?;
-    let page = state.manifests.tags(&name, query.n, query.last.as_deref()).await?;
+    let page = state
+        .manifests
+        .tags(&name, query.n, query.last.as_deref())
+        .await?;
     let body = serde_json::json!({ "name": name.as_str(), "tags": page.items });
     let link = page
         .next_after
@@ -139,7 +145,10 @@ async fn catalog(
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, RegistryError> {
     let query = pagination::parse(query, state.limits.page_max)?;
-    let page = state.manifests.catalog(query.n, query.last.as_deref()).await?;
+    let page = state
+        .manifests
+        .catalog(query.n, query.last.as_deref())
+        .await?;
     let body = serde_json::json!({ "repositories": page.items });
     let link = page
         .next_after
@@ -168,17 +177,25 @@ async fn referrers(
     query: Result<Query<ReferrersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, RegistryError> {
     let digest = Digest::parse(&digest)?;
-    let artifact_type = query.ok().and_then(|Query(q)| q.artifact_type).filter(|t| !t.is_empty());
+    let artifact_type = query
+        .ok()
+        .and_then(|Query(q)| q.artifact_type)
+        .filter(|t| !t.is_empty());
     let index = state
         .manifests
         .referrers(&name, &digest, artifact_type.as_deref())
         .await?;
-    let mut response = (StatusCode::OK, [(CONTENT_TYPE, OCI_INDEX)], Json(index).into_response().into_body())
+    let mut response = (
+        StatusCode::OK,
+        [(CONTENT_TYPE, OCI_INDEX)],
+        Json(index).into_response().into_body(),
+    )
         .into_response();
     if artifact_type.is_some() {
-        response
-            .headers_mut()
-            .insert(OCI_FILTERS_APPLIED.clone(), http::HeaderValue::from_static("artifactType"));
+        response.headers_mut().insert(
+            OCI_FILTERS_APPLIED.clone(),
+            http::HeaderValue::from_static("artifactType"),
+        );
     }
     Ok(response)
 }

@@ -20,10 +20,16 @@ pub struct PageRequest {
 }
 
 /// Validates `n` (a non-negative integer, capped at `page_max`) and `last`.
-pub fn parse(query: Result<Query<PageQuery>, QueryRejection>, page_max: u32) -> Result<PageRequest, RegistryError> {
+pub fn parse(
+    query: Result<Query<PageQuery>, QueryRejection>,
+    page_max: u32,
+) -> Result<PageRequest, RegistryError> {
     let invalid = |why: &str| {
-        RegistryError::new(OciCode::PaginationNumberInvalid, "invalid number of results requested")
-            .with_detail(serde_json::json!({ "reason": why }))
+        RegistryError::new(
+            OciCode::PaginationNumberInvalid,
+            "invalid number of results requested",
+        )
+        .with_detail(serde_json::json!({ "reason": why }))
     };
     let Query(query) = query.map_err(|_| invalid("malformed query string"))?;
     let n = match query.n.as_deref() {
@@ -64,7 +70,13 @@ mod tests {
 
     #[test]
     fn link_encodes_last() {
-        assert_eq!(link("/v2/a/tags/list", 2, "v1.0"), "</v2/a/tags/list?n=2&last=v1.0>; rel=\"next\"");
-        assert_eq!(link("/v2/_catalog", 1, "a b&c"), "</v2/_catalog?n=1&last=a%20b%26c>; rel=\"next\"");
+        assert_eq!(
+            link("/v2/a/tags/list", 2, "v1.0"),
+            "</v2/a/tags/list?n=2&last=v1.0>; rel=\"next\""
+        );
+        assert_eq!(
+            link("/v2/_catalog", 1, "a b&c"),
+            "</v2/_catalog?n=1&last=a%20b%26c>; rel=\"next\""
+        );
     }
 }

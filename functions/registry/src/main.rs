@@ -49,7 +49,13 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(address = %addr, data_dir = %data_dir.display(), "registry listening");
-    serve(listener, registry_app(routes), &config.server, shutdown_signal()).await?;
+    serve(
+        listener,
+        registry_app(routes),
+        &config.server,
+        shutdown_signal(),
+    )
+    .await?;
     metadata.close().await;
     Ok(())
 }

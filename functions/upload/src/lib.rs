@@ -3,8 +3,8 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
 use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, HeaderMap, LOCATION, RANGE};
@@ -12,8 +12,8 @@ use http::{HeaderName, StatusCode};
 use registry_common::error::{OciCode, RegistryError};
 use registry_common::http::{Repo, body_stream, content_length};
 use registry_common::oci::{Digest, RepositoryName, UploadId};
-use registry_common::services::{ContentRange, UploadState};
 use registry_common::services::upload_service::{range_header, upload_location};
+use registry_common::services::{ContentRange, UploadState};
 use registry_common::state::AppState;
 use serde::Deserialize;
 
@@ -26,7 +26,10 @@ pub fn router() -> Router<AppState> {
         .route("/_oci/uploads/", post(start_upload))
         .route(
             "/_oci/uploads/{id}",
-            get(upload_status).patch(patch_upload).put(finish_upload).delete(cancel_upload),
+            get(upload_status)
+                .patch(patch_upload)
+                .put(finish_upload)
+                .delete(cancel_upload),
         )
 }
 
@@ -60,7 +63,12 @@ fn created(name: &RepositoryName, digest: &Digest) -> Response {
 }
 
 /// The headers that say where a session stands.
-fn session(status: StatusCode, name: &RepositoryName, id: &UploadId, state: UploadState) -> Response {
+fn session(
+    status: StatusCode,
+    name: &RepositoryName,
+    id: &UploadId,
+    state: UploadState,
+) -> Response {
     (
         status,
         [
@@ -91,8 +99,17 @@ async fn start_upload(
     let Query(query) = query.map_err(bad_query)?;
     if let Some(mount) = &query.mount {
         let digest = Digest::parse(mount)?;
-        let from = query.from.as_deref().map(RepositoryName::parse).transpose()?;
-        if state.uploads.mount(&name, from.as_ref(), &digest).await?.is_some() {
+        let from = query
+            .from
+            .as_deref()
+            .map(RepositoryName::parse)
+            .transpose()?;
+        if state
+            .uploads
+            .mount(&name, from.as_ref(), &digest)
+            .await?
+            .is_some()
+        {
             return Ok(created(&name, &digest));
         }
     } else if let Some(digest) = &query.digest {
@@ -105,7 +122,12 @@ async fn start_upload(
         return Ok(created(&name, &digest));
     }
     let id = state.uploads.start(&name).await?;
-    Ok(session(StatusCode::ACCEPTED, &name, &id, UploadState { offset: 0 }))
+    Ok(session(
+        StatusCode::ACCEPTED,
+        &name,
+        &id,
+        UploadState { offset: 0 },
+    ))
 }
 
 /// `GET /v2/<name>/blobs/uploads/<id>`: where the session stands.
@@ -149,7 +171,10 @@ async fn finish_upload(
     let id = UploadId::parse(&id)?;
     let Query(query) = query.map_err(bad_query)?;
     let digest = query.digest.ok_or_else(|| {
-        RegistryError::new(OciCode::DigestInvalid, "the digest query parameter is required")
+        RegistryError::new(
+            OciCode::DigestInvalid,
+            "the digest query parameter is required",
+        )
     })?;
     let digest = Digest::parse(&digest)?;
     let range = content_range(&headers)?;
