@@ -6,7 +6,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
@@ -60,52 +60,14 @@ impl Storage for FsStorage {
     ) -> Result<u64, StorageError> {
         let rel = key.path();
         let path = self.path(&rel);
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(io_err(&rel))?;
-
-        // Chunks go to a blocking thread that owns the file: one thread per upload instead of a
-        // thread hop per write, with a small bounded queue so memory stays flat.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-        let writer_path = path.clone();
-        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
-            let file = std::fs::File::create(&writer_path)?;
-            let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-            let mut written = 0u64;
-            while let Some(chunk) = rx.blocking_recv() {
-                out.write_all(&chunk)?;
-                written += chunk.len() as u64;
-            }
-            let file = out.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            sync_dir(writer_path.parent().unwrap_or(Path::new(".")))?;
-            Ok(written)
-        });
-
-        let mut body_error = None;
-        while let Some(chunk) = body.next().await {
-            match chunk {
-                Ok(chunk) => {
-                    if tx.send(chunk).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-                Err(e) => {
-                    body_error = Some(e);
-                    break;
-                }
-            }
+        let result = write_part(&path, body).await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&path).await;
         }
-        drop(tx);
-        let written = writer.await.map_err(|e| join_err(&rel, e))?;
-        let result = match (body_error, written) {
-            (Some(source), _) => Err(StorageError::Body { source }),
-            (None, Err(source)) => Err(StorageError::Io { key: rel, source }),
-            (None, Ok(n)) => return Ok(n),
-        };
-        let _ = tokio::fs::remove_file(&path).await;
-        result
+        result.map_err(|failure| match failure {
+            PartFailure::Body(source) => StorageError::Body { source },
+            PartFailure::Io(source) => StorageError::Io { key: rel, source },
+        })
     }
 
     async fn assemble(&self, parts: &[UploadPartKey], blob: &BlobKey) -> Result<(), StorageError> {
@@ -195,6 +157,76 @@ impl Storage for FsStorage {
         }
         Ok(())
     }
+}
+
+enum PartFailure {
+    Body(std::io::Error),
+    Io(std::io::Error),
+}
+
+/// Streams a body into a new file. Chunks gather into a buffer that a blocking task writes
+/// while the next one fills (two buffers at most), so memory stays flat, network reads and
+/// disk writes overlap, and an idle client holds no thread.
+async fn write_part(path: &Path, body: BodyStream<'_>) -> Result<u64, PartFailure> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(PartFailure::Io)?;
+    }
+    let file = tokio::fs::File::create(path)
+        .await
+        .map_err(PartFailure::Io)?
+        .into_std()
+        .await;
+    let mut in_flight = tokio::task::spawn_blocking(move || Ok(file));
+    let mut buffer = BytesMut::with_capacity(WRITE_BUFFER);
+    let mut written = 0u64;
+    let flush = |file: std::fs::File, chunk: Bytes| {
+        tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            file.write_all(&chunk).map(|()| file)
+        })
+    };
+    loop {
+        let next = body.next().await;
+        let finished = match next {
+            Some(Ok(chunk)) => {
+                written += chunk.len() as u64;
+                buffer.extend_from_slice(&chunk);
+                false
+            }
+            Some(Err(e)) => {
+                let _ = in_flight.await;
+                return Err(PartFailure::Body(e));
+            }
+            None => true,
+        };
+        if buffer.len() >= WRITE_BUFFER || (finished && !buffer.is_empty()) {
+            let file = joined(in_flight.await)?;
+            in_flight = flush(file, buffer.split().freeze());
+        }
+        if finished {
+            break;
+        }
+    }
+    let file = joined(in_flight.await)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    tokio::task::spawn_blocking(move || {
+        file.sync_all()?;
+        sync_dir(&dir)
+    })
+    .await
+    .map_err(|e| PartFailure::Io(std::io::Error::other(e)))?
+    .map_err(PartFailure::Io)?;
+    Ok(written)
+}
+
+fn joined(
+    result: Result<std::io::Result<std::fs::File>, tokio::task::JoinError>,
+) -> Result<std::fs::File, PartFailure> {
+    result
+        .map_err(|e| PartFailure::Io(std::io::Error::other(e)))?
+        .map_err(PartFailure::Io)
 }
 
 fn assemble_blocking(sources: &[PathBuf], target: &Path) -> std::io::Result<()> {
