@@ -122,16 +122,14 @@ impl Registry {
         }
     }
 
-    /// Stops the process and starts it again on the same data directory and port.
-    pub async fn restart(self) -> Registry {
-        let Registry {
-            mut child,
-            data,
-            env,
-            ..
-        } = self;
-        let _ = child.kill();
-        let _ = child.wait();
+    /// Stops the process and starts it again on the same data directory (on a new free port).
+    pub async fn restart(mut self) -> Registry {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // `Registry` implements `Drop`, so its fields cannot be moved out; swap them instead.
+        let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"));
+        let env = std::mem::take(&mut self.env);
+        drop(self);
         Registry::spawn(data, env).await
     }
 
@@ -364,7 +362,9 @@ impl Reply {
 
     /// The header's value as text, if present.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().expect("ASCII header value"))
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII header value"))
     }
 
     /// The body parsed as JSON; panics with the body when it is not JSON.
@@ -435,9 +435,19 @@ fn error_codes_of(content_type: Option<&str>, body: &[u8], context: &str) -> Vec
 /// Asserts the status and that the spec error body names `code` first.
 #[track_caller]
 pub fn assert_error(reply: &Reply, status: u16, code: &str) {
-    assert_eq!(reply.status, status, "want {status} {code}, body {}", reply.text());
+    assert_eq!(
+        reply.status,
+        status,
+        "want {status} {code}, body {}",
+        reply.text()
+    );
     let codes = reply.error_codes();
-    assert_eq!(codes[0], code, "want {status} {code}, body {}", reply.text());
+    assert_eq!(
+        codes[0],
+        code,
+        "want {status} {code}, body {}",
+        reply.text()
+    );
 }
 
 /// Asserts one of the statuses and that the first error code is one of `codes`.
@@ -557,14 +567,29 @@ pub async fn assert_intact(reg: &mut Registry, repo: &str, tag: &str, image: &Pu
                 .header("Accept", OCI_MANIFEST),
         )
         .await;
-        assert_eq!(reply.status, 200, "pull {repo}:{reference}: {}", reply.text());
-        assert_eq!(reply.body, image.manifest, "manifest {repo}:{reference} changed");
+        assert_eq!(
+            reply.status,
+            200,
+            "pull {repo}:{reference}: {}",
+            reply.text()
+        );
+        assert_eq!(
+            reply.body, image.manifest,
+            "manifest {repo}:{reference} changed"
+        );
         assert_eq!(sha256_digest(&reply.body), image.digest);
-        assert_eq!(reply.header("docker-content-digest"), Some(image.digest.as_str()));
+        assert_eq!(
+            reply.header("docker-content-digest"),
+            Some(image.digest.as_str())
+        );
     }
     let manifest: serde_json::Value =
         serde_json::from_slice(&image.manifest).expect("pushed manifest is JSON");
-    let mut named = vec![manifest["config"]["digest"].as_str().expect("config digest")];
+    let mut named = vec![
+        manifest["config"]["digest"]
+            .as_str()
+            .expect("config digest"),
+    ];
     for layer in manifest["layers"].as_array().expect("layers") {
         named.push(layer["digest"].as_str().expect("layer digest"));
     }
@@ -573,9 +598,17 @@ pub async fn assert_intact(reg: &mut Registry, repo: &str, tag: &str, image: &Pu
     assert_eq!(named.len(), expected.len());
     for (digest, (want_digest, want_bytes)) in named.into_iter().zip(expected) {
         assert_eq!(digest, want_digest);
-        let reply = send(reg.client.get(reg.url(&format!("/v2/{repo}/blobs/{digest}")))).await;
+        let reply = send(
+            reg.client
+                .get(reg.url(&format!("/v2/{repo}/blobs/{digest}"))),
+        )
+        .await;
         assert_eq!(reply.status, 200, "pull blob {digest}: {}", reply.text());
-        assert_eq!(sha256_digest(&reply.body), digest, "blob {digest} content changed");
+        assert_eq!(
+            sha256_digest(&reply.body),
+            digest,
+            "blob {digest} content changed"
+        );
         assert_eq!(&reply.body, want_bytes);
     }
 }
@@ -709,14 +742,31 @@ pub async fn read_until_closed(
 }
 
 /// Sends raw request bytes on a new connection and reads the answer until the server closes
-/// (at most 20 s).
+/// (at most 20 s). Writing and reading run side by side, so an answer sent before the whole
+/// request was read (a 413 on the headers alone, say) is still seen.
 pub async fn raw_exchange(reg: &Registry, request: &[u8]) -> RawReply {
     use tokio::io::AsyncWriteExt;
-    let mut stream = raw_connect(reg).await;
+    let stream = raw_connect(reg).await;
+    let (mut read, mut write) = stream.into_split();
+    let request = request.to_vec();
     // The server may answer and close before reading everything; a failed write is fine then.
-    let _ = stream.write_all(request).await;
-    let (bytes, closed) = read_until_closed(&mut stream, Duration::from_secs(20)).await;
-    assert!(closed, "server kept the connection open after `Connection: close`");
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(&request).await;
+        write
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut bytes = Vec::new();
+    let mut buf = [0_u8; 8192];
+    loop {
+        use tokio::io::AsyncReadExt;
+        match tokio::time::timeout_at(deadline, read.read(&mut buf)).await {
+            Err(_) => panic!("server kept the connection open after `Connection: close`"),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
+        }
+    }
+    // Keep the write half alive until the answer is read, then drop both.
+    drop(writer.await);
     RawReply::parse(&bytes)
 }
 
@@ -783,4 +833,41 @@ pub async fn settled_progress(reg: &Registry, location: &str) -> u64 {
         }
     }
     last
+}
+
+/// Raw `PATCH` head for an upload session, streaming (no Content-Range) with the given
+/// Content-Length; append (part of) a body to it.
+pub fn raw_patch_head(reg: &Registry, location: &str, content_length: &str) -> Vec<u8> {
+    let headers = [
+        ("Content-Type", "application/octet-stream"),
+        ("Content-Length", content_length),
+    ];
+    raw_request(reg, "PATCH", &path_of(location), &headers, None)
+}
+
+/// Resumes a session at whatever offset the server kept (asserted within `low..=high`),
+/// uploads the rest of `bytes`, closes it with the whole digest and checks the stored blob.
+pub async fn resume_and_finish(
+    reg: &Registry,
+    repo: &str,
+    location: &str,
+    bytes: &[u8],
+    (low, high): (u64, u64),
+) {
+    let offset = settled_progress(reg, location).await;
+    assert!(
+        (low..=high).contains(&offset),
+        "session at {offset}, want {low}..={high}"
+    );
+    let reply = patch_chunk(reg, location, offset, &bytes[offset as usize..]).await;
+    assert_eq!(reply.status, 202, "resume at {offset}: {}", reply.text());
+    let digest = sha256_digest(bytes);
+    let reply = finish_upload(reg, location, &digest, b"").await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let pulled = send(
+        reg.client
+            .get(reg.url(&format!("/v2/{repo}/blobs/{digest}"))),
+    )
+    .await;
+    assert_eq!(pulled.body, bytes, "resumed blob differs");
 }

@@ -177,7 +177,7 @@ async fn n_zero_is_an_empty_list_without_link() {
 async fn invalid_n_is_400_pagination_number_invalid() {
     let reg = Registry::start().await;
     tag_image(&reg, "disc/badn", &["a"]).await;
-    for n in ["-1", "abc", "1.5", "", "0x10"] {
+    for n in ["-1", "abc", "1.5", "0x10", "%2B1%2B"] {
         let reply = get(&reg, &format!("/v2/disc/badn/tags/list?n={n}")).await;
         assert_error(&reply, 400, "PAGINATION_NUMBER_INVALID");
         let reply = get(&reg, &format!("/v2/_catalog?n={n}")).await;

@@ -416,6 +416,10 @@ async fn mount_from_a_repository_holding_the_blob_is_201() {
     .await;
     assert_created_blob(&reply, "mount/target", &digest);
     assert_eq!(blob_bytes(&reg, "mount/target", &digest).await, bytes);
+    // The mounted link is independent of the source's.
+    let source = reg.url(&format!("/v2/mount/source/blobs/{digest}"));
+    assert_eq!(send(reg.client.delete(source)).await.status, 202);
+    assert_eq!(blob_bytes(&reg, "mount/target", &digest).await, bytes);
 }
 
 #[tokio::test]

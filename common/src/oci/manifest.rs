@@ -96,14 +96,6 @@ struct RawDescriptor {
     urls: Vec<String>,
 }
 
-/// Content types that say nothing about the manifest format.
-fn is_generic_content_type(content_type: &str) -> bool {
-    matches!(
-        content_type,
-        "" | "application/json" | "application/octet-stream"
-    )
-}
-
 impl ParsedManifest {
     /// Parses and validates a manifest body sent with the given `Content-Type` (parameters
     /// already stripped).
@@ -122,7 +114,9 @@ impl ParsedManifest {
         if raw.schema_version != Some(serde_json::Value::from(2)) {
             return Err(RegistryError::manifest_invalid("schemaVersion must be 2"));
         }
-        let content_type = content_type.filter(|ct| !is_generic_content_type(ct));
+        // Without a Content-Type the body's mediaType decides; with one, both must agree
+        // (`application/json` included: it names no manifest format this registry stores).
+        let content_type = content_type.filter(|ct| !ct.is_empty());
         let media_type = match (content_type, raw.media_type.as_deref()) {
             (Some(ct), Some(mt)) if ct != mt => {
                 return Err(RegistryError::manifest_invalid(format!(

@@ -56,12 +56,23 @@ impl ContentRange {
             .strip_prefix("bytes=")
             .or_else(|| s.strip_prefix("bytes "))
             .unwrap_or(s);
-        let s = s.split_once('/').map_or(s, |(range, _total)| range);
+        let (s, total) = match s.split_once('/') {
+            Some((range, total)) => (range, Some(total.trim())),
+            None => (s, None),
+        };
         let (start, end) = s.split_once('-').ok_or_else(invalid)?;
         let start: u64 = start.trim().parse().map_err(|_| invalid())?;
         let end: u64 = end.trim().parse().map_err(|_| invalid())?;
         if end < start {
             return Err(invalid());
+        }
+        // A complete length, when given, must be `*` or a number the range fits in.
+        match total {
+            None | Some("*") => {}
+            Some(total) => match total.parse::<u64>() {
+                Ok(total) if total > end => {}
+                _ => return Err(invalid()),
+            },
         }
         Ok(ContentRange { start, end })
     }
@@ -525,7 +536,17 @@ mod tests {
             ContentRange::parse("bytes 5-9/100").unwrap(),
             ContentRange { start: 5, end: 9 }
         );
-        for bad in ["", "abc", "5", "9-5", "-5", "1-x", "bytes=1-"] {
+        for bad in [
+            "",
+            "abc",
+            "5",
+            "9-5",
+            "-5",
+            "1-x",
+            "bytes=1-",
+            "bytes 5-9/9",
+            "bytes 5-9/10x",
+        ] {
             assert!(ContentRange::parse(bad).is_err(), "{bad}");
         }
     }
