@@ -57,16 +57,39 @@ fn default_data_dir() -> PathBuf {
 /// The metadata database.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DbConfig {
-    /// `DATABASE_URL` (or `DB_URL`): `sqlite://…`; when unset, `DATA_DIR/registry.db`.
+    /// `DATABASE_URL` (or `DB_URL`): `sqlite://…` or `postgres://…`; when unset, the SQLite
+    /// file `DATA_DIR/registry.db`.
     #[serde(default, alias = "db_url")]
     pub database_url: Option<String>,
-    /// `DB_MAX_CONNECTIONS`: pool size for reads (SQLite writes always use one connection).
+    /// `DB_MAX_CONNECTIONS`: most connections in the pool (SQLite: the read pool; its writes
+    /// always use one connection).
     #[serde(default = "default_db_max_connections")]
     pub db_max_connections: u32,
+    /// `DB_MIN_CONNECTIONS`: connections kept open when idle; 0 suits scale-to-zero.
+    #[serde(default)]
+    pub db_min_connections: u32,
+    /// `DB_ACQUIRE_TIMEOUT_SECS`: how long a request waits for a connection before failing.
+    #[serde(default = "default_db_acquire_timeout")]
+    pub db_acquire_timeout_secs: u64,
+    /// `DB_IDLE_TIMEOUT_SECS`: an idle connection above the minimum is closed after this long.
+    #[serde(default = "default_db_idle_timeout")]
+    pub db_idle_timeout_secs: u64,
+    /// `DB_MIGRATE_ON_START`: apply pending migrations when the process starts.
+    #[serde(default = "default_true")]
+    pub db_migrate_on_start: bool,
 }
 
 fn default_db_max_connections() -> u32 {
     8
+}
+fn default_db_acquire_timeout() -> u64 {
+    10
+}
+fn default_db_idle_timeout() -> u64 {
+    60
+}
+fn default_true() -> bool {
+    true
 }
 
 /// Who may call the registry.

@@ -2,6 +2,7 @@
 //! repository layer, storage, domain services and the HTTP bootstrap. Handlers live in the
 //! `functions/*` crates and only parse, call a service and answer.
 
+pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod http;

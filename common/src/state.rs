@@ -11,6 +11,7 @@ use crate::storage::Storage;
 /// Shared, cheaply cloned application state.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    pub metadata: Metadata,
     pub blobs: BlobService,
     pub uploads: UploadService,
     pub manifests: ManifestService,
@@ -27,6 +28,7 @@ impl AppState {
         body_idle_timeout: Duration,
     ) -> Self {
         AppState {
+            metadata: metadata.clone(),
             blobs: BlobService::new(metadata.clone(), storage.clone()),
             uploads: UploadService::new(metadata.clone(), storage),
             manifests: ManifestService::new(metadata),

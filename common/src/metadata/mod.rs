@@ -17,11 +17,33 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
+use crate::config::DbConfig;
+
 pub use blobs::Deletion;
 pub use manifests::{ManifestPut, NewManifest, ReferrerRow, StoredManifest};
 pub use uploads::{PartRecord, UploadRow};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// The database engine behind a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn of_url(url: &str) -> Option<Engine> {
+        if url.starts_with("sqlite:") {
+            Some(Engine::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Engine::Postgres)
+        } else {
+            None
+        }
+    }
+}
 
 /// A failure of the metadata database.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +58,7 @@ pub enum MetadataError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("unsupported DATABASE_URL scheme (expected sqlite://)")]
+    #[error("unsupported DATABASE_URL scheme (expected sqlite:// or postgres://)")]
     UnsupportedUrl,
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
@@ -56,46 +78,84 @@ pub(crate) fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
 /// Handle to the metadata database.
 #[derive(Debug, Clone)]
 pub struct Metadata {
+    engine: Engine,
     read: AnyPool,
     write: AnyPool,
 }
 
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;";
+
 impl Metadata {
-    /// Connects, creating the SQLite file if needed, and applies migrations.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, MetadataError> {
+    /// Opens the database at `url`, applying migrations when configured to.
+    ///
+    /// PostgreSQL pools connect lazily (a cold start opens no connection until a request
+    /// needs one) with the configured bounds. SQLite gets a one-connection write pool and a
+    /// read pool, both opened at once (the file is local).
+    pub async fn connect(url: &str, config: &DbConfig) -> Result<Self, MetadataError> {
         install_default_drivers();
-        if !url.starts_with("sqlite:") {
-            return Err(MetadataError::UnsupportedUrl);
-        }
-        let options = || {
-            AnyPoolOptions::new()
-                .acquire_timeout(Duration::from_secs(30))
-                .after_connect(|conn, _meta| {
+        let engine = Engine::of_url(url).ok_or(MetadataError::UnsupportedUrl)?;
+        let options = AnyPoolOptions::new()
+            .min_connections(config.db_min_connections)
+            .acquire_timeout(Duration::from_secs(config.db_acquire_timeout_secs))
+            .idle_timeout(Some(Duration::from_secs(config.db_idle_timeout_secs)));
+        let metadata = match engine {
+            Engine::Postgres => {
+                let pool = options
+                    .max_connections(config.db_max_connections.max(1))
+                    .connect_lazy(url)
+                    .map_err(MetadataError::Connect)?;
+                Metadata {
+                    engine,
+                    read: pool.clone(),
+                    write: pool,
+                }
+            }
+            Engine::Sqlite => {
+                let options = options.after_connect(|conn, _meta| {
                     Box::pin(async move {
-                        conn.execute(sqlx::raw_sql(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
-                        ))
-                        .await?;
+                        conn.execute(sqlx::raw_sql(SQLITE_PRAGMAS)).await?;
                         Ok(())
                     })
-                })
+                });
+                let write = options
+                    .clone()
+                    .max_connections(1)
+                    .connect(url)
+                    .await
+                    .map_err(MetadataError::Connect)?;
+                let read = options
+                    .max_connections(config.db_max_connections.max(1))
+                    .connect(url)
+                    .await
+                    .map_err(MetadataError::Connect)?;
+                Metadata {
+                    engine,
+                    read,
+                    write,
+                }
+            }
         };
-        let write = options()
-            .max_connections(1)
-            .connect(url)
+        if config.db_migrate_on_start {
+            metadata.migrate().await?;
+        }
+        Ok(metadata)
+    }
+
+    /// Applies pending migrations of the engine's schema.
+    pub async fn migrate(&self) -> Result<(), MetadataError> {
+        let migrator = match self.engine {
+            Engine::Sqlite => &SQLITE_MIGRATIONS,
+            Engine::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.write)
             .await
-            .map_err(MetadataError::Connect)?;
-        SQLITE_MIGRATIONS
-            .run(&write)
-            .await
-            .map_err(MetadataError::Migrate)?;
-        let read = options()
-            .max_connections(max_connections.max(1))
-            .connect(url)
-            .await
-            .map_err(MetadataError::Connect)?;
-        Ok(Metadata { read, write })
+            .map_err(MetadataError::Migrate)
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Closes both pools, waiting for queries in flight.

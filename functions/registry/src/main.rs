@@ -2,16 +2,12 @@
 //! on the embedded default (filesystem + SQLite under `DATA_DIR`) unless configured otherwise.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use registry_common::bootstrap::open_state;
 use registry_common::config::Config;
 use registry_common::http::{registry_app, serve, shutdown_signal};
-use registry_common::metadata::Metadata;
-use registry_common::state::AppState;
-use registry_common::storage::FsStorage;
 use registry_common::telemetry;
 
 #[tokio::main]
@@ -25,19 +21,8 @@ async fn main() -> anyhow::Result<()> {
     };
     telemetry::init(&config.log);
 
-    let data_dir = &config.storage.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating DATA_DIR {}", data_dir.display()))?;
-    let metadata = Metadata::connect(&config.database_url(), config.db.db_max_connections)
-        .await
-        .context("opening the metadata database")?;
-    let storage = Arc::new(FsStorage::new(data_dir));
-    let state = AppState::new(
-        metadata.clone(),
-        storage,
-        config.limits.clone(),
-        Duration::from_secs(config.server.body_idle_timeout_secs),
-    );
+    let state = open_state(&config).await.context("starting the registry")?;
+    let metadata = state.metadata.clone();
     let routes = Router::new()
         .merge(registry_blob::router())
         .merge(registry_manifest::router())
@@ -48,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
-    tracing::info!(address = %addr, data_dir = %data_dir.display(), "registry listening");
+    tracing::info!(address = %addr, data_dir = %config.storage.data_dir.display(), "registry listening");
     serve(
         listener,
         registry_app(routes),

@@ -1,0 +1,40 @@
+//! Start-up shared by every binary: open the metadata database and the storage named by the
+//! configuration, and build the application state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::metadata::{Metadata, MetadataError};
+use crate::state::AppState;
+use crate::storage::FsStorage;
+
+/// Why the registry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("creating DATA_DIR {path}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening the metadata database")]
+    Metadata(#[from] MetadataError),
+}
+
+/// Opens metadata and storage and builds the state every service shares.
+pub async fn open_state(config: &Config) -> Result<AppState, BootstrapError> {
+    let data_dir = &config.storage.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|source| BootstrapError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    let metadata = Metadata::connect(&config.database_url(), &config.db).await?;
+    let storage = Arc::new(FsStorage::new(data_dir));
+    Ok(AppState::new(
+        metadata,
+        storage,
+        config.limits.clone(),
+        Duration::from_secs(config.server.body_idle_timeout_secs),
+    ))
+}
