@@ -73,6 +73,8 @@ run_tests() {
     cargo test --workspace "$@" 2>&1 | tee "$output" || status=$?
     log "summary"
     grep -E '^(     Running|   Doc-tests|test result:)|^error|FAILED|panicked' "$output" || true
+    awk '/^test result:/ { passed += $4; failed += $6 }
+         END { printf "==> total: %d passed, %d failed\n", passed, failed }' "$output"
     rm -f "$output"
     return "$status"
 }

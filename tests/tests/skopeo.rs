@@ -496,8 +496,9 @@ fn percent_decode(text: &str) -> String {
 
 #[test]
 fn request_lines_are_parsed() {
-    let line = "2026-01-01T00:00:00Z INFO request{method=POST \
-                uri=/v2/b/blobs/uploads/?from=a&mount=sha256%3Aab}: status=201 latency=1ms";
+    let line = "2026-01-01T00:00:00.000000Z  INFO registry_common::http::layers: request \
+                method=POST uri=/v2/b/blobs/uploads/?from=a&mount=sha256%3Aab status=201 \
+                latency_ms=1";
     let request = parse_request(line).expect("a request line");
     assert_eq!(request.method, "POST");
     assert_eq!(request.path, "/v2/b/blobs/uploads/");
