@@ -9,12 +9,14 @@ use serde::Deserialize;
 /// Where and how the HTTP server listens.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServerConfig {
-    /// `HOST`: address to bind.
+    /// `HOST`: address to bind; `0.0.0.0` by default on Cloud Run (`K_SERVICE` set), where
+    /// only a non-loopback address receives traffic, and `127.0.0.1` elsewhere.
     #[serde(default = "default_host")]
     pub host: IpAddr,
-    /// `PORT`: port to bind (Cloud Run sets it).
-    #[serde(default = "default_port")]
-    pub port: u16,
+    /// `PORT`: port to bind (Cloud Run sets it). When unset, each binary's own default: see
+    /// [`ServerConfig::port_or`].
+    #[serde(default)]
+    pub port: Option<u16>,
     /// `HEADER_READ_TIMEOUT_SECS`: a client must send its request headers within this time.
     #[serde(default = "default_header_timeout")]
     pub header_read_timeout_secs: u64,
@@ -26,11 +28,29 @@ pub struct ServerConfig {
     pub max_connections: usize,
 }
 
-fn default_host() -> IpAddr {
-    IpAddr::from([127, 0, 0, 1])
+impl ServerConfig {
+    /// Default port of the single `registry` binary.
+    pub const REGISTRY_PORT: u16 = 5000;
+    /// Default port of the Cloud Run service binaries (Cloud Run's own default for `PORT`).
+    pub const SERVICE_PORT: u16 = 8080;
+
+    /// `PORT` when set, else the binary's default.
+    pub fn port_or(&self, default: u16) -> u16 {
+        self.port.unwrap_or(default)
+    }
 }
-fn default_port() -> u16 {
-    5000
+
+/// Whether the process runs on Cloud Run, which sets `K_SERVICE` for every service.
+pub fn on_cloud_run() -> bool {
+    std::env::var_os("K_SERVICE").is_some_and(|v| !v.is_empty())
+}
+
+fn default_host() -> IpAddr {
+    if on_cloud_run() {
+        IpAddr::from([0, 0, 0, 0])
+    } else {
+        IpAddr::from([127, 0, 0, 1])
+    }
 }
 fn default_header_timeout() -> u64 {
     30
@@ -132,16 +152,22 @@ pub struct LogConfig {
     /// `LOG_LEVEL`: `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter.
     #[serde(default = "default_log_level")]
     pub log_level: String,
-    /// `LOG_FORMAT`: `text` or `json`.
+    /// `LOG_FORMAT`: `text`, or `json` (Cloud Logging's structured format); `json` by default
+    /// on Cloud Run (`K_SERVICE` set), `text` elsewhere.
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// `GOOGLE_CLOUD_PROJECT`: the project whose Cloud Trace the `traceparent` /
+    /// `X-Cloud-Trace-Context` trace ids belong to; JSON lines name
+    /// `projects/<id>/traces/<trace>` only when it is set.
+    #[serde(default)]
+    pub google_cloud_project: Option<String>,
 }
 
 fn default_log_level() -> String {
     "info".to_owned()
 }
 fn default_log_format() -> String {
-    "text".to_owned()
+    if on_cloud_run() { "json" } else { "text" }.to_owned()
 }
 
 /// A configuration error, naming the variable when envy can tell.

@@ -1,20 +1,31 @@
 //! The layers every service shares: request log, API version header, URI length bound,
 //! path rewriting, `/healthz`, and spec-shaped 404/405 answers.
+//!
+//! The request log writes one line per request, when the response head is ready (a streamed
+//! body may still be flowing). In text: `method=… uri=… status=… latency_ms=…` (the
+//! end-to-end tests read those three keys). In JSON: Cloud Logging's `httpRequest` object
+//! (`requestMethod`, `requestUrl`, `status`, `responseSize` and `requestSize` when a
+//! `Content-Length` says, `userAgent`, `remoteIp` (the TCP peer), `latency` as `"0.001234s"`,
+//! `protocol`), inside the request's span so that trace correlation applies (see
+//! [`crate::telemetry`]).
 
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::header::HeaderValue;
+use http::header::{HeaderValue, USER_AGENT};
 use http::uri::PathAndQuery;
-use http::{HeaderName, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, Method, StatusCode, Uri, Version};
+use tracing::Instrument;
 
 use super::route::{INTERNAL_PREFIX, RegistryRoute};
 use crate::error::RegistryError;
 use crate::oci::RepositoryName;
+use crate::telemetry;
 
 /// Longest request target (path and query) served; longer ones get 414.
 const MAX_URI_BYTES: usize = 8 * 1024;
@@ -31,11 +42,21 @@ pub fn registry_app(routes: Router) -> Router {
         .layer(middleware::from_fn(log_request))
 }
 
-/// Adds the spec-shaped answers for unknown paths and methods.
+/// Adds the spec-shaped answers for unknown paths and methods. A service that serves only
+/// some endpoints answers 405 on a path of the API it does not serve: behind the load balancer
+/// it only sees such a path with a method that no service serves there (see
+/// `terraform/routes.json`), so 405 is what the single binary would answer too.
 pub fn registry_fallbacks(routes: Router) -> Router {
     routes
-        .fallback(|| async {
-            RegistryError::unsupported(StatusCode::NOT_FOUND, "no such endpoint")
+        .fallback(|uri: Uri| async move {
+            if is_api_endpoint(uri.path()) {
+                RegistryError::unsupported(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed on this endpoint",
+                )
+            } else {
+                RegistryError::unsupported(StatusCode::NOT_FOUND, "no such endpoint")
+            }
         })
         .method_not_allowed_fallback(|| async {
             RegistryError::unsupported(
@@ -43,6 +64,28 @@ pub fn registry_fallbacks(routes: Router) -> Router {
                 "method not allowed on this endpoint",
             )
         })
+}
+
+/// Whether a (rewritten) path is an endpoint of the distribution API: `/v2/`, the catalog, or
+/// an internal path with its parameter present.
+fn is_api_endpoint(path: &str) -> bool {
+    if path == "/v2/" || path == "/v2/_catalog" {
+        return true;
+    }
+    let Some(rest) = path
+        .strip_prefix(INTERNAL_PREFIX)
+        .and_then(|p| p.strip_prefix('/'))
+    else {
+        return false;
+    };
+    match rest.split_once('/') {
+        None => rest == "tags",
+        Some(("uploads", _)) => true,
+        Some(("manifests" | "blobs" | "referrers", param)) => {
+            !param.is_empty() && !param.contains('/')
+        }
+        Some(_) => false,
+    }
 }
 
 /// `GET /healthz`: the process serves; touches neither the database nor storage.
@@ -94,16 +137,114 @@ async fn api_version_header(request: Request, next: Next) -> Response {
 }
 
 async fn log_request(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let uri = request.uri().clone();
+    let span = telemetry::request_span(request.headers());
+    let line = RequestLine::of(&request);
     let started = Instant::now();
-    let response = next.run(request).await;
-    tracing::info!(
-        method = %method,
-        uri = %uri,
-        status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| line.log(&response, started.elapsed()));
     response
+}
+
+/// What the request log line says about the request.
+struct RequestLine {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    user_agent: Option<String>,
+    remote_ip: Option<String>,
+    request_size: Option<String>,
+}
+
+impl RequestLine {
+    fn of(request: &Request) -> RequestLine {
+        let headers = request.headers();
+        RequestLine {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            user_agent: headers
+                .get(USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            remote_ip: request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(peer)| peer.ip().to_string()),
+            request_size: header_len(headers),
+        }
+    }
+
+    fn log(self, response: &Response, latency: Duration) {
+        let status = response.status().as_u16();
+        if !telemetry::json_enabled() {
+            tracing::info!(
+                method = %self.method,
+                uri = %self.uri,
+                status,
+                latency_ms = latency.as_millis() as u64,
+                "request"
+            );
+            return;
+        }
+        tracing::info!(
+            http_request.request_method = %self.method,
+            http_request.request_url = %self.uri,
+            http_request.status = status,
+            http_request.response_size = header_len(response.headers()).as_deref(),
+            http_request.request_size = self.request_size.as_deref(),
+            http_request.user_agent = self.user_agent.as_deref(),
+            http_request.remote_ip = self.remote_ip.as_deref(),
+            http_request.latency = format!("{:.6}s", latency.as_secs_f64()),
+            http_request.protocol = protocol(self.version),
+            "request"
+        );
+    }
+}
+
+/// The protocol as Cloud Logging names it (`HTTP/1.1`, `HTTP/2`).
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// `Content-Length` as Cloud Logging's int64 (a JSON string), when the head says it.
+fn header_len(headers: &HeaderMap) -> Option<String> {
+    super::content_length(headers).map(|len| len.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_api_endpoint;
+
+    #[test]
+    fn api_endpoints_after_rewriting() {
+        for path in [
+            "/v2/",
+            "/v2/_catalog",
+            "/_oci/tags",
+            "/_oci/uploads/",
+            "/_oci/uploads/abc",
+            "/_oci/manifests/latest",
+            "/_oci/blobs/sha256:x",
+            "/_oci/referrers/sha256:x",
+        ] {
+            assert!(is_api_endpoint(path), "{path}");
+        }
+        for path in [
+            "/healthz",
+            "/_oci/not-found",
+            "/_oci/manifests/",
+            "/_oci/blobs/",
+            "/v2",
+            "/api/x",
+            "/_oci/tagsx",
+        ] {
+            assert!(!is_api_endpoint(path), "{path}");
+        }
+    }
 }

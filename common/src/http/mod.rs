@@ -1,14 +1,16 @@
 //! HTTP bootstrap shared by every binary: the `/v2/<name>/…` path parsing, body streams with
-//! idle timeouts, common response headers, request logging, and a server that bounds
+//! idle timeouts, common response headers, request logging, a server that bounds
 //! connections, header sizes and header read time, speaks HTTP/1.1 and h2c on one port, and
-//! shuts down gracefully.
+//! shuts down gracefully, and the `main` every binary calls ([`service_main::run`]).
 
 mod body;
 mod layers;
 mod route;
 mod server;
+pub mod service_main;
 
 pub use body::{body_stream, content_length, content_type, read_limited};
 pub use layers::{registry_app, registry_fallbacks};
 pub use route::{INTERNAL_PREFIX, RegistryRoute, Repo};
 pub use server::{serve, shutdown_signal};
+pub use service_main::Service;

@@ -23,6 +23,12 @@ pub fn router() -> Router<AppState> {
     )
 }
 
+/// What the `blob` binary serves: the blob routes alone (the load balancer sends it
+/// `/v2/<name>/blobs/<digest>` for names of 1 to 4 components; see `terraform/routes.json`).
+pub fn service_routes() -> Router<AppState> {
+    router()
+}
+
 fn blob_headers(digest: &Digest, length: u64) -> [(http::HeaderName, String); 5] {
     [
         (CONTENT_LENGTH, length.to_string()),

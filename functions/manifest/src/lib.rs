@@ -1,5 +1,9 @@
 //! The `manifest` service: `/v2/`, manifests, tags, referrers and the catalog. Handlers
 //! parse, call the manifest service and answer; nothing else.
+//!
+//! The `manifest` binary is also the load balancer's default service, so it serves every
+//! route of the distribution API ([`service_routes`]): what the URL map cannot tell apart
+//! (names deeper than its path templates reach, unusual methods) still gets a right answer.
 
 mod pagination;
 
@@ -38,6 +42,15 @@ pub fn router() -> Router<AppState> {
         )
         .route("/_oci/tags", get(list_tags))
         .route("/_oci/referrers/{digest}", get(referrers))
+}
+
+/// What the `manifest` binary serves: every route of the distribution API, because it is the
+/// URL map's default service (blob and upload routes included, for requests the map does not
+/// send to those services).
+pub fn service_routes() -> Router<AppState> {
+    router()
+        .merge(registry_blob::router())
+        .merge(registry_upload::router())
 }
 
 /// `GET /v2/`: the API version check.

@@ -33,6 +33,13 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// What the `upload` binary serves: the upload routes alone (the load balancer sends it every
+/// `POST` and `PATCH` under `/v2/`, and `PUT ?digest=` on upload sessions; see
+/// `terraform/routes.json`).
+pub fn service_routes() -> Router<AppState> {
+    router()
+}
+
 #[derive(Debug, Deserialize)]
 struct StartQuery {
     digest: Option<String>,

@@ -1,0 +1,3 @@
+//! One module per benchmark scenario.
+
+pub mod cold_start;

@@ -1,0 +1,8 @@
+//! The `upload` Cloud Run service: blob upload sessions and cross-repository mounts.
+
+fn main() -> std::process::ExitCode {
+    registry_common::http::service_main::run(
+        registry_common::http::Service::cloud_run("upload"),
+        registry_upload::service_routes(),
+    )
+}
