@@ -50,6 +50,60 @@ ensure_skopeo() {
     log "$(skopeo --version)"
 }
 
+# A throwaway PostgreSQL server for the metadata tests, unless TEST_DATABASE_URL names one:
+# initdb into a temp dir, listen on 127.0.0.1 at a free port and on a unix socket in that dir,
+# and remove it all on exit. Installs Debian's postgresql when its binaries are missing.
+PG_DIR=""
+PG_BIN=""
+pg_bindir() {
+    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+start_postgres() {
+    if [[ -n "${TEST_DATABASE_URL:-}" ]]; then
+        log "PostgreSQL: using TEST_DATABASE_URL"
+        return
+    fi
+    PG_BIN="$(pg_bindir)"
+    if [[ -z "$PG_BIN" || ! -x "$PG_BIN/initdb" ]]; then
+        apt_install postgresql
+        PG_BIN="$(pg_bindir)"
+    fi
+    PG_DIR="$(mktemp -d /tmp/registry-pg.XXXXXX)"
+    trap stop_postgres EXIT
+    # PostgreSQL refuses to run as root: run it as the postgres user when we are root.
+    local run_as=()
+    if [[ "$(id -u)" -eq 0 ]]; then
+        chown postgres: "$PG_DIR"
+        run_as=(runuser -u postgres --)
+    fi
+    "${run_as[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres -A trust --no-sync >/dev/null
+    local port attempt
+    for attempt in 1 2 3 4 5; do
+        port=$((20000 + RANDOM % 30000))
+        if "${run_as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
+            -o "-h 127.0.0.1 -p $port -k $PG_DIR -c fsync=off -c max_connections=400" \
+            start >/dev/null; then
+            export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+            export TEST_PG_SOCKET_DIR="$PG_DIR"
+            log "PostgreSQL: throwaway server on 127.0.0.1:$port and $PG_DIR"
+            return
+        fi
+        log "PostgreSQL did not start on port $port (attempt $attempt)"
+    done
+    cat "$PG_DIR/server.log" >&2
+    exit 1
+}
+
+stop_postgres() {
+    if [[ -n "$PG_DIR" ]]; then
+        local run_as=()
+        [[ "$(id -u)" -eq 0 ]] && run_as=(runuser -u postgres --)
+        "${run_as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+        rm -rf "$PG_DIR"
+    fi
+}
+
 # Builds the registry binary (debug) and exports its path for the tests.
 build() {
     log "cargo build -p registry"
@@ -65,16 +119,20 @@ build() {
     log "REGISTRY_BIN=$REGISTRY_BIN"
 }
 
-# Runs every test of the workspace; the summary lines are repeated at the end.
+# Runs every test of the workspace (end-to-end suites on the embedded default, the metadata
+# contract on both engines), then the end-to-end suites again with PostgreSQL metadata; the
+# summary lines are repeated at the end.
 run_tests() {
     log "cargo test --workspace $*"
     local output status=0
     output="$(mktemp)"
     cargo test --workspace "$@" 2>&1 | tee "$output" || status=$?
+    log "cargo test -p registry-tests (TEST_METADATA=postgres) $*"
+    TEST_METADATA=postgres cargo test -p registry-tests "$@" 2>&1 | tee -a "$output" || status=$?
     log "summary"
     grep -E '^(     Running|   Doc-tests|test result:)|^error|FAILED|panicked' "$output" || true
     awk '/^test result:/ { passed += $4; failed += $6 }
-         END { printf "==> total: %d passed, %d failed\n", passed, failed }' "$output"
+         END { printf "total: %d passed, %d failed\n", passed, failed }' "$output"
     rm -f "$output"
     return "$status"
 }
@@ -82,6 +140,7 @@ run_tests() {
 main() {
     ensure_cargo
     ensure_skopeo
+    start_postgres
     build
     run_tests "$@"
 }

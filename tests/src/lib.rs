@@ -2,7 +2,9 @@
 //! directory, and offers small helpers to speak the distribution API over real sockets.
 //!
 //! The binary is taken from `REGISTRY_BIN`, or else `target/debug/registry` of this workspace
-//! (the test command builds it before running the tests).
+//! (the test command builds it before running the tests). With `TEST_METADATA=postgres`, each
+//! registry gets a fresh database on the server named by `TEST_DATABASE_URL` (dropped after);
+//! otherwise the embedded default (SQLite) under its data directory.
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -12,14 +14,20 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
+pub mod database;
 pub mod oci_layout;
+
+use std::sync::Arc;
+
+pub use database::{TestDatabase, metadata_engine};
 
 /// A running registry process; killed when dropped.
 #[derive(Debug)]
 pub struct Registry {
     child: Child,
     port: u16,
-    data: tempfile::TempDir,
+    data: Arc<tempfile::TempDir>,
+    database: Option<Arc<TestDatabase>>,
     log_path: PathBuf,
     env: Vec<(String, String)>,
     pub client: reqwest::Client,
@@ -49,23 +57,44 @@ impl Registry {
 
     /// Starts a registry with extra environment variables.
     pub async fn start_with(env: &[(&str, &str)]) -> Registry {
-        let data = tempfile::tempdir().expect("temp dir");
-        let env = env
+        let data = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        Registry::spawn(data, env).await
+        let database = match metadata_engine() {
+            database::Engine::Postgres if !env.iter().any(|(k, _)| k == "DATABASE_URL") => {
+                Some(Arc::new(TestDatabase::create().await))
+            }
+            _ => None,
+        };
+        Registry::spawn(data, database, env).await
     }
 
-    async fn spawn(data: tempfile::TempDir, env: Vec<(String, String)>) -> Registry {
+    /// Starts another process on the same data directory and database: several instances
+    /// that must behave as one registry.
+    pub async fn start_peer(&self) -> Registry {
+        Registry::spawn(self.data.clone(), self.database.clone(), self.env.clone()).await
+    }
+
+    /// The database this registry uses, when it is a test PostgreSQL database.
+    pub fn database(&self) -> Option<&TestDatabase> {
+        self.database.as_deref()
+    }
+
+    async fn spawn(
+        data: Arc<tempfile::TempDir>,
+        database: Option<Arc<TestDatabase>>,
+        env: Vec<(String, String)>,
+    ) -> Registry {
         let bin = registry_bin();
         assert!(
             bin.exists(),
             "registry binary not found at {} (run `cargo build -p registry` or set REGISTRY_BIN)",
             bin.display()
         );
-        let log_path = data.path().join("registry.log");
         let port = free_port();
+        let log_path = data.path().join(format!("registry-{port}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -79,9 +108,13 @@ impl Registry {
             .env("PORT", port.to_string())
             .env("DATA_DIR", data.path().join("data"))
             .env("LOG_LEVEL", "info")
+            .env("DB_MAX_CONNECTIONS", "4")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log);
+        if let Some(database) = &database {
+            command.env("DATABASE_URL", database.url());
+        }
         for (k, v) in &env {
             command.env(k, v);
         }
@@ -94,6 +127,7 @@ impl Registry {
             child,
             port,
             data,
+            database,
             log_path,
             env,
             client,
@@ -126,11 +160,9 @@ impl Registry {
     pub async fn restart(mut self) -> Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // `Registry` implements `Drop`, so its fields cannot be moved out; swap them instead.
-        let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"));
-        let env = std::mem::take(&mut self.env);
+        let (data, database, env) = (self.data.clone(), self.database.clone(), self.env.clone());
         drop(self);
-        Registry::spawn(data, env).await
+        Registry::spawn(data, database, env).await
     }
 
     /// `host:port` of the registry, as clients name it.

@@ -68,10 +68,11 @@ async fn hostile_repository_names_are_rejected_without_touching_the_disk() {
                 .into_owned()
         })
         .collect();
+    entries.retain(|e| !(e.starts_with("registry-") && e.ends_with(".log")));
     entries.sort();
     assert_eq!(
         entries,
-        ["data", "registry.log"],
+        ["data"],
         "files appeared beside the data directory"
     );
     assert_intact(&mut reg, REPO, TAG, &image).await;

@@ -101,9 +101,10 @@ impl Metadata {
             .idle_timeout(Some(Duration::from_secs(config.db_idle_timeout_secs)));
         let metadata = match engine {
             Engine::Postgres => {
+                let url = socket_form_with_host(url);
                 let pool = options
                     .max_connections(config.db_max_connections.max(1))
-                    .connect_lazy(url)
+                    .connect_lazy(&url)
                     .map_err(MetadataError::Connect)?;
                 Metadata {
                     engine,
@@ -165,6 +166,27 @@ impl Metadata {
     }
 }
 
+/// The Cloud SQL socket form `postgres://user:pass@/db?host=/cloudsql/…` has an empty host,
+/// which URL parsing rejects; a placeholder host lets it parse, and the `host` parameter (a
+/// socket directory) still decides where to connect.
+fn socket_form_with_host(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    if rest[..authority_end].ends_with('@') {
+        format!(
+            "{}{}localhost{}",
+            &url[..scheme_end],
+            &rest[..authority_end],
+            &rest[authority_end..]
+        )
+    } else {
+        url.to_owned()
+    }
+}
+
 /// Milliseconds since the Unix epoch, the timestamp unit of every table.
 pub(crate) fn now_millis() -> i64 {
     SystemTime::now()
@@ -180,4 +202,25 @@ pub(crate) fn to_db_size(size: u64) -> i64 {
 
 pub(crate) fn from_db_size(size: i64) -> u64 {
     u64::try_from(size).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_form_urls_get_a_placeholder_host() {
+        assert_eq!(
+            socket_form_with_host("postgres://u:p@/db?host=/cloudsql/p:r:i"),
+            "postgres://u:p@localhost/db?host=/cloudsql/p:r:i"
+        );
+        assert_eq!(
+            socket_form_with_host("postgres://u@h:5/db"),
+            "postgres://u@h:5/db"
+        );
+        assert_eq!(
+            socket_form_with_host("postgres:///db?host=/x"),
+            "postgres:///db?host=/x"
+        );
+    }
 }

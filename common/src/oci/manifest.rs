@@ -73,6 +73,21 @@ pub struct ParsedManifest {
     pub annotations: Option<String>,
 }
 
+/// Whether a string is a media type per RFC 6838: `type/subtype`, each part 1–127 characters
+/// of the restricted-name alphabet, starting with a letter or digit (parameters not allowed).
+pub fn is_valid_media_type(value: &str) -> bool {
+    let part = |p: &str| {
+        let bytes = p.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 127
+            && bytes[0].is_ascii_alphanumeric()
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(b))
+    };
+    matches!(value.split_once('/'), Some((t, s)) if part(t) && part(s))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawManifest {
@@ -134,6 +149,13 @@ impl ParsedManifest {
             ))
         })?;
 
+        if let Some(artifact_type) = &raw.artifact_type
+            && !is_valid_media_type(artifact_type)
+        {
+            return Err(RegistryError::manifest_invalid(
+                "artifactType is not a media type",
+            ));
+        }
         let subject = raw.subject.map(|s| validate(s, "subject")).transpose()?;
         let annotations = raw
             .annotations
@@ -228,6 +250,26 @@ mod tests {
             m.artifact_type.as_deref(),
             Some("application/vnd.oci.image.config.v1+json")
         );
+    }
+
+    #[test]
+    fn media_types_follow_rfc_6838() {
+        for ok in [OCI_MANIFEST, "application/spdx+json", "text/plain", "a/b"] {
+            assert!(is_valid_media_type(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "/b",
+            "a/",
+            "a/b/c",
+            "a\0/b",
+            "a /b",
+            "a/b; charset=x",
+            "-a/b",
+        ] {
+            assert!(!is_valid_media_type(bad), "{bad:?}");
+        }
     }
 
     #[test]

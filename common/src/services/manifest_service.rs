@@ -4,7 +4,7 @@ use http::StatusCode;
 
 use crate::error::{OciCode, RegistryError};
 use crate::metadata::{Deletion, ManifestPut, Metadata, NewManifest, StoredManifest};
-use crate::oci::manifest::OCI_INDEX;
+use crate::oci::manifest::{OCI_INDEX, is_valid_media_type};
 use crate::oci::{Digest, ParsedManifest, Reference, RepositoryName};
 
 /// Manifest, tag, catalog and referrers operations.
@@ -170,10 +170,16 @@ impl ManifestService {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<serde_json::Value, RegistryError> {
-        let rows = self
-            .metadata
-            .referrers(name, subject, artifact_type)
-            .await?;
+        // No manifest can have an artifact type that is not a media type: answer the filter
+        // without asking the database to compare arbitrary bytes.
+        let rows = match artifact_type {
+            Some(t) if !is_valid_media_type(t) => Vec::new(),
+            _ => {
+                self.metadata
+                    .referrers(name, subject, artifact_type)
+                    .await?
+            }
+        };
         let manifests: Vec<serde_json::Value> = rows
             .into_iter()
             .map(|row| {

@@ -18,7 +18,7 @@ use registry_common::error::RegistryError;
 use registry_common::http::{Repo, content_type, read_limited};
 use registry_common::metadata::StoredManifest;
 use registry_common::oci::manifest::OCI_INDEX;
-use registry_common::oci::{Digest, Reference};
+use registry_common::oci::{Digest, Reference, RepositoryName, Tag};
 use registry_common::state::AppState;
 use serde::Deserialize;
 
@@ -140,7 +140,9 @@ async fn list_tags(
     Repo(name): Repo,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, RegistryError> {
-    let query = pagination::parse(query, state.limits.page_max)?;
+    let query = pagination::parse(query, state.limits.page_max, |last| {
+        Tag::parse(last).map(drop)
+    })?;
     let page = state
         .manifests
         .tags(&name, query.n, query.last.as_deref())
@@ -157,7 +159,9 @@ async fn catalog(
     State(state): State<AppState>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, RegistryError> {
-    let query = pagination::parse(query, state.limits.page_max)?;
+    let query = pagination::parse(query, state.limits.page_max, |last| {
+        RepositoryName::parse(last).map(drop)
+    })?;
     let page = state
         .manifests
         .catalog(query.n, query.last.as_deref())

@@ -19,10 +19,12 @@ pub struct PageRequest {
     pub last: Option<String>,
 }
 
-/// Validates `n` (a non-negative integer, capped at `page_max`) and `last`.
+/// Validates `n` (a non-negative integer, capped at `page_max`) and `last` (with `valid_last`,
+/// the grammar of what is listed: a tag, a repository name).
 pub fn parse(
     query: Result<Query<PageQuery>, QueryRejection>,
     page_max: u32,
+    valid_last: impl Fn(&str) -> Result<(), RegistryError>,
 ) -> Result<PageRequest, RegistryError> {
     let invalid = |why: &str| {
         RegistryError::new(
@@ -40,8 +42,8 @@ pub fn parse(
             .min(u64::from(page_max)) as u32,
     };
     let last = query.last.filter(|l| !l.is_empty());
-    if last.as_ref().is_some_and(|l| l.len() > 512) {
-        return Err(invalid("last is longer than any name"));
+    if let Some(last) = &last {
+        valid_last(last)?;
     }
     Ok(PageRequest { n, last })
 }
