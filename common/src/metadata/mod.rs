@@ -6,6 +6,7 @@
 //! WAL lets readers proceed while the writer works. Every write transaction begins with a
 //! write, so it holds the write lock from its first statement.
 
+mod blob_lock;
 mod blobs;
 mod manifests;
 mod repositories;
@@ -19,6 +20,7 @@ use sqlx::{AnyPool, Executor};
 
 use crate::config::DbConfig;
 
+pub use blob_lock::BlobLock;
 pub use blobs::Deletion;
 pub use manifests::{ManifestPut, NewManifest, ReferrerRow, StoredManifest};
 pub use uploads::{PartRecord, UploadRow};

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Metadata, MetadataError, from_db_size, now_millis, repositories, to_db_size};
-use crate::oci::{Digest, RepositoryName, UploadId};
+use crate::oci::{RepositoryName, UploadId};
 
 /// One stored part of an upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,56 +112,6 @@ impl Metadata {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Closes the session (if still at `at_offset`) and records the blob and its link to the
-    /// session's repository, in one transaction. Returns false when the session moved or went.
-    pub async fn finish_upload(
-        &self,
-        id: &UploadId,
-        at_offset: u64,
-        repository_id: i64,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<bool, MetadataError> {
-        let mut tx = self
-            .write
-            .begin()
-            .await
-            .map_err(MetadataError::query("begin finish"))?;
-        let done = sqlx::query("DELETE FROM upload_sessions WHERE id = $1 AND byte_offset = $2")
-            .bind(id.to_string())
-            .bind(to_db_size(at_offset))
-            .execute(&mut *tx)
-            .await
-            .map_err(MetadataError::query("delete finished session"))?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        record_blob_in(&mut tx, repository_id, digest, size).await?;
-        tx.commit()
-            .await
-            .map_err(MetadataError::query("commit finish"))?;
-        Ok(true)
-    }
-
-    /// Records a blob written without a session (monolithic POST) and links it.
-    pub async fn record_blob(
-        &self,
-        name: &RepositoryName,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<(), MetadataError> {
-        let mut tx = self
-            .write
-            .begin()
-            .await
-            .map_err(MetadataError::query("begin blob"))?;
-        let repository_id = repositories::ensure_in(&mut tx, name).await?;
-        record_blob_in(&mut tx, repository_id, digest, size).await?;
-        tx.commit()
-            .await
-            .map_err(MetadataError::query("commit blob"))
-    }
-
     /// Deletes the session; returns its parts when it existed in this repository.
     pub async fn delete_upload(
         &self,
@@ -183,31 +133,4 @@ impl Metadata {
         })
         .transpose()
     }
-}
-
-async fn record_blob_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    repository_id: i64,
-    digest: &Digest,
-    size: u64,
-) -> Result<(), MetadataError> {
-    let now = now_millis();
-    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
-        .bind(digest.to_string())
-        .bind(to_db_size(size))
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(MetadataError::query("insert blob"))?;
-    sqlx::query(
-        "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (repository_id, digest) DO NOTHING",
-    )
-    .bind(repository_id)
-    .bind(digest.to_string())
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(MetadataError::query("insert blob link"))?;
-    Ok(())
 }

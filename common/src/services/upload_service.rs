@@ -232,10 +232,30 @@ impl UploadService {
         part: &WrittenPart,
     ) -> Result<(), RegistryError> {
         verify(digest, hasher.finish())?;
+        let parts = std::slice::from_ref(&part.key);
         self.storage
-            .assemble(std::slice::from_ref(&part.key), &BlobKey(digest.clone()))
+            .assemble(parts, &BlobKey(digest.clone()))
             .await?;
-        self.metadata.record_blob(name, digest, part.size).await?;
+        let mut lock = self.metadata.lock_blob(digest).await?;
+        self.ensure_object(digest, parts).await?;
+        lock.record(name, part.size).await?;
+        lock.commit().await?;
+        Ok(())
+    }
+
+    /// Under the digest's lock: the object must exist before its row commits. A collector may
+    /// have deleted it between assembly and the lock (it had no row yet); the parts are still
+    /// here, so assemble again.
+    async fn ensure_object(
+        &self,
+        digest: &Digest,
+        parts: &[UploadPartKey],
+    ) -> Result<(), RegistryError> {
+        let key = BlobKey(digest.clone());
+        if self.storage.stat(&key).await?.is_none() {
+            tracing::warn!(%digest, "blob object vanished before its row was recorded; assembling again");
+            self.storage.assemble(parts, &key).await?;
+        }
         Ok(())
     }
 
@@ -364,13 +384,14 @@ impl UploadService {
         self.storage
             .assemble(keys, &BlobKey(digest.clone()))
             .await?;
-        if self
-            .metadata
-            .finish_upload(id, row.offset, row.repository_id, digest, size)
-            .await?
-        {
+        let mut lock = self.metadata.lock_blob(digest).await?;
+        if lock.close_session(id, row.offset).await? {
+            self.ensure_object(digest, keys).await?;
+            lock.record_in(row.repository_id, size).await?;
+            lock.commit().await?;
             return Ok(());
         }
+        drop(lock);
         match self.metadata.upload(name, id).await? {
             Some(now) => Err(range_conflict(
                 name,

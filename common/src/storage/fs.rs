@@ -11,7 +11,11 @@ use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
-use super::{BlobKey, BodyStream, ByteRange, ByteStream, Storage, StorageError, UploadPartKey};
+use super::{
+    BlobKey, BodyStream, ByteRange, ByteStream, Storage, StorageError, StoredBlob, StoredUpload,
+    UploadPartKey,
+};
+use crate::oci::{Algorithm, Digest, UploadId};
 
 const WRITE_BUFFER: usize = 1024 * 1024;
 const READ_CHUNK: usize = 256 * 1024;
@@ -156,6 +160,71 @@ impl Storage for FsStorage {
             let _ = tokio::fs::remove_dir(dir).await;
         }
         Ok(())
+    }
+
+    async fn list_blobs(
+        &self,
+        algorithm: Algorithm,
+        prefix: &str,
+    ) -> Result<Vec<StoredBlob>, StorageError> {
+        let rel = format!("blobs/{}/{prefix}", algorithm.as_str());
+        let dir = self.path(&rel);
+        let mut found = Vec::new();
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+            Err(e) => return Err(io_err(&rel)(e)),
+        };
+        while let Some(entry) = entries.next_entry().await.map_err(io_err(&rel))? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Temp files of an assembly in progress (or crashed) are not blobs.
+            let Ok(digest) = Digest::parse(&format!("{}:{name}", algorithm.as_str())) else {
+                continue;
+            };
+            let meta = entry.metadata().await.map_err(io_err(&rel))?;
+            found.push(StoredBlob {
+                key: BlobKey(digest),
+                size: meta.len(),
+                modified: meta.modified().map_err(io_err(&rel))?,
+            });
+        }
+        found.sort_by(|a, b| a.key.0.cmp(&b.key.0));
+        Ok(found)
+    }
+
+    async fn list_uploads(&self) -> Result<Vec<StoredUpload>, StorageError> {
+        let rel = "uploads".to_owned();
+        let mut found = Vec::new();
+        let mut uploads = match tokio::fs::read_dir(self.path(&rel)).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+            Err(e) => return Err(io_err(&rel)(e)),
+        };
+        while let Some(dir) = uploads.next_entry().await.map_err(io_err(&rel))? {
+            let Ok(upload) = UploadId::parse(&dir.file_name().to_string_lossy()) else {
+                continue;
+            };
+            let dir_meta = dir.metadata().await.map_err(io_err(&rel))?;
+            let mut modified = dir_meta.modified().map_err(io_err(&rel))?;
+            let mut parts = Vec::new();
+            let mut files = tokio::fs::read_dir(dir.path())
+                .await
+                .map_err(io_err(&rel))?;
+            while let Some(file) = files.next_entry().await.map_err(io_err(&rel))? {
+                let meta = file.metadata().await.map_err(io_err(&rel))?;
+                modified = modified.max(meta.modified().map_err(io_err(&rel))?);
+                parts.push(UploadPartKey {
+                    upload: upload.clone(),
+                    part: file.file_name().to_string_lossy().into_owned(),
+                });
+            }
+            found.push(StoredUpload {
+                upload,
+                parts,
+                modified,
+            });
+        }
+        Ok(found)
     }
 }
 
