@@ -128,12 +128,12 @@ async fn finish_upload(
     digest: &Digest,
     size: u64,
 ) -> bool {
-    let mut lock = meta.lock_blob(digest).await.unwrap();
-    if !lock.close_session(id, offset).await.unwrap() {
+    let mut lock = meta.lock_blob(digest).await.expect("metadata");
+    if !lock.close_session(id, offset).await.expect("metadata") {
         return false;
     }
-    lock.record_in(repository_id, size).await.unwrap();
-    lock.commit().await.unwrap();
+    lock.record_in(repository_id, size).await.expect("metadata");
+    lock.commit().await.expect("metadata");
     true
 }
 

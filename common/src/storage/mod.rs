@@ -81,11 +81,31 @@ pub enum StorageError {
         source: std::io::Error,
     },
     /// The request body failed (client went away, or sent nothing for too long).
+    /// The backend cannot do this (e.g. list objects for garbage collection).
+    #[error("storage backend does not support {0}")]
+    Unsupported(&'static str),
     #[error("reading the request body")]
     Body {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A blob object found by listing storage.
+#[derive(Debug, Clone)]
+pub struct StoredBlob {
+    pub key: BlobKey,
+    pub size: u64,
+    pub modified: std::time::SystemTime,
+}
+
+/// The parts an upload has in storage, found by listing.
+#[derive(Debug, Clone)]
+pub struct StoredUpload {
+    pub upload: UploadId,
+    pub parts: Vec<UploadPartKey>,
+    /// When its newest part was written.
+    pub modified: std::time::SystemTime,
 }
 
 /// Byte storage used by every service.
@@ -121,4 +141,28 @@ pub trait Storage: Send + Sync + fmt::Debug {
 
     /// Deletes parts of an upload; missing parts are not an error.
     async fn delete_parts(&self, parts: &[UploadPartKey]) -> Result<(), StorageError>;
+
+    /// A short-lived URL from which a client may `GET` the blob (with or without `Range`)
+    /// directly, when this backend serves downloads by redirect; `None` means stream the bytes
+    /// through [`Storage::read`]. The backend's configuration decides (GCS: a V4 signed URL,
+    /// `GCS_REDIRECT_DOWNLOADS`, `GCS_SIGNED_URL_TTL_SECS`). Callers check that the blob is
+    /// linked to the repository first: the URL itself grants access.
+    async fn download_url(&self, _blob: &BlobKey) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
+
+    /// Blob objects of one algorithm whose hex starts with `prefix` (two hex digits), for
+    /// garbage collection to find objects without a metadata row.
+    async fn list_blobs(
+        &self,
+        _algorithm: crate::oci::Algorithm,
+        _prefix: &str,
+    ) -> Result<Vec<StoredBlob>, StorageError> {
+        Err(StorageError::Unsupported("listing blobs"))
+    }
+
+    /// Uploads that have parts in storage, for clean-up of abandoned ones.
+    async fn list_uploads(&self) -> Result<Vec<StoredUpload>, StorageError> {
+        Err(StorageError::Unsupported("listing uploads"))
+    }
 }
