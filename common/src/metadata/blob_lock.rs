@@ -109,12 +109,12 @@ impl BlobLock {
         Ok(row.is_some())
     }
 
-    /// Deletes the blob's row when no repository links it and it was created before
+    /// Deletes the blob's row when no repository links it and it was created at or before
     /// `cutoff` (unix milliseconds). The link table's foreign key refuses the delete if a
     /// link appears meanwhile; that counts as "in use".
     pub async fn delete_if_unlinked(&mut self, cutoff: i64) -> Result<bool, MetadataError> {
         let result = sqlx::query(
-            "DELETE FROM blobs WHERE digest = $1 AND created_at < $2 \
+            "DELETE FROM blobs WHERE digest = $1 AND created_at <= $2 \
              AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.digest = $1)",
         )
         .bind(&self.digest)

@@ -8,6 +8,7 @@
 
 mod blob_lock;
 mod blobs;
+mod maintenance;
 mod manifests;
 mod repositories;
 mod uploads;
@@ -22,6 +23,7 @@ use crate::config::DbConfig;
 
 pub use blob_lock::BlobLock;
 pub use blobs::Deletion;
+pub use maintenance::{Indexed, LinkRef, ManifestRow, StaleUpload, cutoff};
 pub use manifests::{ManifestPut, NewManifest, ReferrerRow, StoredManifest};
 pub use uploads::{PartRecord, UploadRow};
 

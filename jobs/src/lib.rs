@@ -1,0 +1,182 @@
+//! The scheduled jobs, run by the `jobs` binary (a Cloud Run Job per subcommand, triggered by
+//! Cloud Scheduler) and on a timer by the single `registry` binary. Each job is idempotent,
+//! works in bounded batches, logs a summary, and reports per-item failures so that the run
+//! ends non-zero while the rest of the work still gets done.
+//!
+//! # Garbage collection protocol
+//!
+//! Blobs are stored once (`blobs` row + storage object) and reach repositories through links
+//! (`repository_blobs`); manifests reference links (`manifest_blobs`, with a foreign key).
+//! `blob-gc` removes, oldest first and only past the grace period:
+//!
+//! 1. **Links no manifest references.** Each is deleted by one conditional statement
+//!    (`… AND NOT EXISTS (manifest reference)`). A manifest push that references the link at
+//!    the same moment either commits first — then the delete finds the reference, or the
+//!    foreign key refuses it (PostgreSQL rechecks referencing rows at delete time) — or
+//!    commits after, and then its own foreign-key check fails and the push answers
+//!    `MANIFEST_BLOB_UNKNOWN`, so the client uploads the blob again. A manifest can never
+//!    reference a link that is gone. A cross-repository mount copies a link in one statement
+//!    and is refused by the same key when the source link is gone (the client then uploads).
+//! 2. **Blobs no repository links.** Each goes under the digest's lock (see
+//!    `registry_common::metadata::BlobLock`): the row is deleted only if still unlinked (the
+//!    link table's foreign key refuses otherwise), then the storage object is deleted, then
+//!    the transaction commits. An upload that finishes the same blob takes the same lock
+//!    before recording its row and checks the object is there (writing it again from its
+//!    parts if the collector just deleted it). So a row never exists without its bytes.
+//! 3. **Storage objects without a row** (an upload that crashed between writing the object and
+//!    recording it): under the same lock, deleted only if there is still no row.
+//!
+//! The grace period is not what keeps data safe (the locks and keys are); it keeps the
+//! collector from removing a layer that a client uploaded seconds ago and is about to name
+//! in a manifest, which would fail that push and make the client upload the layer again.
+
+mod gc;
+mod index;
+mod project_storage;
+mod report;
+mod upload_cleanup;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use registry_common::metadata::Metadata;
+use registry_common::storage::Storage;
+use serde::Deserialize;
+
+pub use report::{JobError, JobReport};
+
+/// Settings of the jobs, from the environment.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JobsConfig {
+    /// `GC_GRACE_SECS`: blobs and links younger than this are never collected.
+    #[serde(default = "default_day")]
+    pub gc_grace_secs: u64,
+    /// `UPLOAD_MAX_AGE_SECS`: upload sessions untouched for this long are abandoned.
+    #[serde(default = "default_day")]
+    pub upload_max_age_secs: u64,
+    /// `JOB_BATCH_SIZE`: rows read per query.
+    #[serde(default = "default_batch")]
+    pub job_batch_size: u32,
+    /// `JOBS_INTERVAL_SECS`: how often the single binary runs `run-all` (0: never).
+    #[serde(default = "default_interval")]
+    pub jobs_interval_secs: u64,
+}
+
+fn default_day() -> u64 {
+    86_400
+}
+fn default_batch() -> u32 {
+    500
+}
+fn default_interval() -> u64 {
+    3_600
+}
+
+impl JobsConfig {
+    pub fn from_env() -> Result<Self, envy::Error> {
+        let config: JobsConfig = envy::from_env()?;
+        Ok(JobsConfig {
+            job_batch_size: config.job_batch_size.max(1),
+            ..config
+        })
+    }
+}
+
+/// What a job works on.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub metadata: Metadata,
+    pub storage: Arc<dyn Storage>,
+    pub config: JobsConfig,
+}
+
+impl JobContext {
+    fn grace(&self) -> Duration {
+        Duration::from_secs(self.config.gc_grace_secs)
+    }
+}
+
+/// A job by its subcommand name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Migrate,
+    IndexManifests,
+    BlobGc,
+    UploadCleanup,
+    ProjectStorage,
+    RunAll,
+}
+
+impl Job {
+    pub const ALL: [Job; 6] = [
+        Job::Migrate,
+        Job::IndexManifests,
+        Job::BlobGc,
+        Job::UploadCleanup,
+        Job::ProjectStorage,
+        Job::RunAll,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::Migrate => "migrate",
+            Job::IndexManifests => "index-manifests",
+            Job::BlobGc => "blob-gc",
+            Job::UploadCleanup => "upload-cleanup",
+            Job::ProjectStorage => "project-storage",
+            Job::RunAll => "run-all",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Job> {
+        Job::ALL.into_iter().find(|job| job.name() == name)
+    }
+}
+
+/// Runs a job (for `run-all`, each in order, stopping at the first that fails) and returns
+/// the reports of the jobs that ran. A job "fails" on an error or on any per-item failure.
+pub async fn run(job: Job, ctx: &JobContext) -> Result<Vec<JobReport>, JobError> {
+    let order: &[Job] = match job {
+        Job::RunAll => &[
+            Job::Migrate,
+            Job::IndexManifests,
+            Job::BlobGc,
+            Job::UploadCleanup,
+            Job::ProjectStorage,
+        ],
+        _ => std::slice::from_ref(&job),
+    };
+    let mut reports = Vec::new();
+    for &job in order {
+        let report = run_one(job, ctx).await?;
+        report.log();
+        let failed = report.failures > 0;
+        reports.push(report);
+        if failed {
+            return Err(JobError::ItemsFailed { reports });
+        }
+    }
+    Ok(reports)
+}
+
+async fn run_one(job: Job, ctx: &JobContext) -> Result<JobReport, JobError> {
+    let mut report = JobReport::start(job.name());
+    match job {
+        Job::Migrate => ctx
+            .metadata
+            .migrate()
+            .await
+            .map_err(|source| JobError::Metadata {
+                job: job.name(),
+                source,
+            })?,
+        Job::IndexManifests => index::run(ctx, &mut report).await?,
+        Job::BlobGc => gc::run(ctx, &mut report).await?,
+        Job::UploadCleanup => upload_cleanup::run(ctx, &mut report).await?,
+        Job::ProjectStorage => project_storage::run(ctx, &mut report).await?,
+        // `run` expands run-all into its jobs; the name itself does nothing.
+        Job::RunAll => {}
+    }
+    report.finish();
+    Ok(report)
+}

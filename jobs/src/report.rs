@@ -1,0 +1,88 @@
+//! A job's summary (counts, bytes, duration) and its errors.
+
+use std::time::{Duration, Instant};
+
+use registry_common::metadata::MetadataError;
+use registry_common::storage::StorageError;
+
+/// What one job did.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    pub job: &'static str,
+    /// Items looked at.
+    pub examined: u64,
+    /// Items removed or written.
+    pub changed: u64,
+    /// Bytes freed (garbage collection) or measured (storage per project).
+    pub bytes: u64,
+    /// Items that failed; the job went on past them.
+    pub failures: u64,
+    pub duration: Duration,
+    started: Instant,
+}
+
+impl JobReport {
+    pub fn start(job: &'static str) -> Self {
+        JobReport {
+            job,
+            examined: 0,
+            changed: 0,
+            bytes: 0,
+            failures: 0,
+            duration: Duration::ZERO,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn finish(&mut self) {
+        self.duration = self.started.elapsed();
+    }
+
+    /// Counts a failed item and logs why.
+    pub fn failed(&mut self, item: &str, error: &(dyn std::error::Error + 'static)) {
+        self.failures += 1;
+        tracing::error!(job = self.job, item, error = %registry_common::error::ErrorChain(error), "item failed");
+    }
+
+    /// The summary line.
+    pub fn log(&self) {
+        tracing::info!(
+            job = self.job,
+            examined = self.examined,
+            changed = self.changed,
+            bytes = self.bytes,
+            failures = self.failures,
+            duration_ms = self.duration.as_millis() as u64,
+            "job finished"
+        );
+    }
+}
+
+/// Why a job stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{job}: metadata database")]
+    Metadata {
+        job: &'static str,
+        #[source]
+        source: MetadataError,
+    },
+    #[error("{job}: storage")]
+    Storage {
+        job: &'static str,
+        #[source]
+        source: StorageError,
+    },
+    #[error("{} item(s) failed", reports.iter().map(|r| r.failures).sum::<u64>())]
+    ItemsFailed { reports: Vec<JobReport> },
+}
+
+impl JobError {
+    pub(crate) fn metadata(job: &'static str) -> impl FnOnce(MetadataError) -> JobError {
+        move |source| JobError::Metadata { job, source }
+    }
+
+    pub(crate) fn storage(job: &'static str) -> impl FnOnce(StorageError) -> JobError {
+        move |source| JobError::Storage { job, source }
+    }
+}
