@@ -104,10 +104,11 @@ stop_postgres() {
     fi
 }
 
-# Builds the registry binary (debug) and exports its path for the tests.
+# Builds every binary (debug): the end-to-end tests start `registry`, the service binaries
+# and `jobs`. Exports the registry's path; the others sit beside it.
 build() {
-    log "cargo build -p registry"
-    cargo build -p registry
+    log "cargo build --workspace --bins"
+    cargo build --workspace --bins
     local target_dir
     target_dir="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps |
         sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')}"
@@ -116,7 +117,8 @@ build() {
         log "registry binary missing at $REGISTRY_BIN"
         exit 1
     fi
-    log "REGISTRY_BIN=$REGISTRY_BIN"
+    export JOBS_BIN="$target_dir/debug/jobs"
+    log "REGISTRY_BIN=$REGISTRY_BIN JOBS_BIN=$JOBS_BIN"
 }
 
 # Runs every test of the workspace (end-to-end suites on the embedded default, the metadata
