@@ -68,9 +68,13 @@ impl Drop for TestDatabase {
         let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         // Drop runs outside any runtime the test may have; use a thread with its own.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async {
-                let mut conn = sqlx::PgConnection::connect(&admin).await.map_err(std::io::Error::other)?;
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .map_err(std::io::Error::other)?;
                 sqlx::query(sqlx::AssertSqlSafe(statement))
                     .execute(&mut conn)
                     .await
@@ -102,7 +106,10 @@ pub fn with_database(url: &str, database: &str) -> String {
 
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let counter = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{:x}_{:x}_{counter}", std::process::id(), nanos)
 }
@@ -115,7 +122,10 @@ mod tests {
 
     #[test]
     fn database_is_replaced_keeping_parameters() {
-        assert_eq!(with_database("postgres://u@h:5/postgres", "x"), "postgres://u@h:5/x");
+        assert_eq!(
+            with_database("postgres://u@h:5/postgres", "x"),
+            "postgres://u@h:5/x"
+        );
         assert_eq!(with_database("postgres://u@h:5", "x"), "postgres://u@h:5/x");
         assert_eq!(
             with_database("postgres://u@/postgres?host=/tmp/pg", "x"),
