@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::metadata::{Metadata, MetadataError};
 use crate::state::AppState;
-use crate::storage::FsStorage;
+use crate::storage::{FsStorage, Storage};
 
 /// Why the registry could not start.
 #[derive(Debug, thiserror::Error)]
@@ -24,13 +24,23 @@ pub enum BootstrapError {
 
 /// Opens metadata and storage and builds the state every service shares.
 pub async fn open_state(config: &Config) -> Result<AppState, BootstrapError> {
+    let storage = Arc::new(FsStorage::new(&config.storage.data_dir));
+    open_state_with(config, storage).await
+}
+
+/// Like [`open_state`], with a byte store chosen by the caller (e.g. GCS, which lives in a
+/// crate of its own so that only the binaries linking it compile it). `DATA_DIR` is still
+/// created: the default SQLite file lives there.
+pub async fn open_state_with(
+    config: &Config,
+    storage: Arc<dyn Storage>,
+) -> Result<AppState, BootstrapError> {
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|source| BootstrapError::DataDir {
         path: data_dir.display().to_string(),
         source,
     })?;
     let metadata = Metadata::connect(&config.database_url(), &config.db).await?;
-    let storage = Arc::new(FsStorage::new(data_dir));
     Ok(AppState::new(
         metadata,
         storage,
