@@ -1,0 +1,34 @@
+//! Google Cloud Storage as the registry's byte store: [`GcsStorage`] implements the storage
+//! trait of `registry-common` over one bucket.
+//!
+//! Kept in its own crate because google-cloud-storage is slow to compile: only this crate
+//! and the binaries that link it pay for it. The binaries choose the backend at start-up with
+//! [`storage_from_env`] (`STORAGE_BACKEND=fs|gcs`) and hand it to
+//! `registry_common::bootstrap::open_state_with`.
+
+mod config;
+mod error;
+mod json_api;
+mod listing;
+mod signing;
+mod storage;
+mod upload;
+
+use std::sync::Arc;
+
+use registry_common::config::StorageConfig;
+use registry_common::storage::{FsStorage, Storage};
+
+pub use config::{Backend, ConfigError, GcsConfig};
+pub use error::OpenError;
+pub use json_api::{ListPage, ObjectInfo};
+pub use storage::GcsStorage;
+
+/// The byte store `STORAGE_BACKEND` names: files under `DATA_DIR` (`fs`, the default), or the
+/// bucket of `BUCKET_NAME` (`gcs`).
+pub async fn storage_from_env(storage: &StorageConfig) -> Result<Arc<dyn Storage>, OpenError> {
+    Ok(match Backend::from_env()? {
+        Backend::Fs => Arc::new(FsStorage::new(&storage.data_dir)),
+        Backend::Gcs => Arc::new(GcsStorage::from_env().await?),
+    })
+}
