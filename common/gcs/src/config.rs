@@ -26,14 +26,18 @@ struct BackendVar {
 impl Backend {
     /// `STORAGE_BACKEND`: `fs` (default) or `gcs`.
     pub fn from_env() -> Result<Self, ConfigError> {
-        envy::from_env::<BackendVar>()
+        Self::from_vars(std::env::vars())
+    }
+
+    fn from_vars(vars: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        envy::from_iter::<_, BackendVar>(vars)
             .map(|v| v.storage_backend)
             .map_err(|e| ConfigError::Invalid(format!("STORAGE_BACKEND: {e} (expected fs or gcs)")))
     }
 }
 
 /// Where the bucket is and how to reach it.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct GcsConfig {
     /// `BUCKET_NAME`: the bucket holding blobs and upload parts.
     pub bucket_name: String,
@@ -62,21 +66,6 @@ pub struct GcsConfig {
     /// the service account).
     #[serde(default)]
     pub gcs_signing_key_file: Option<PathBuf>,
-}
-
-// The signing key file's path is not a secret, but keep Debug uniform with the rest.
-impl std::fmt::Debug for GcsConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GcsConfig")
-            .field("bucket_name", &self.bucket_name)
-            .field("gcs_prefix", &self.gcs_prefix)
-            .field("gcs_endpoint", &self.gcs_endpoint)
-            .field("gcs_anonymous", &self.gcs_anonymous)
-            .field("gcs_redirect_downloads", &self.gcs_redirect_downloads)
-            .field("gcs_signed_url_ttl_secs", &self.gcs_signed_url_ttl_secs)
-            .field("gcs_signing_key_file", &self.gcs_signing_key_file)
-            .finish()
-    }
 }
 
 fn default_true() -> bool {
@@ -112,8 +101,13 @@ impl GcsConfig {
         }
     }
 
+    /// From `BUCKET_NAME` and the `GCS_*` variables.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let config: GcsConfig = envy::from_env().map_err(|e| match e {
+        Self::from_vars(std::env::vars())
+    }
+
+    fn from_vars(vars: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let config: GcsConfig = envy::from_iter(vars).map_err(|e| match e {
             envy::Error::MissingValue(var) => ConfigError::Invalid(format!(
                 "{} must be set when STORAGE_BACKEND=gcs",
                 var.to_uppercase()
@@ -187,6 +181,49 @@ mod tests {
         assert_eq!(config.object_prefix(), "registry/");
         config.gcs_prefix = "a/b//".into();
         assert_eq!(config.object_prefix(), "a/b/");
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn the_backend_defaults_to_files_and_names_its_variable_when_wrong() {
+        assert_eq!(Backend::from_vars(vars(&[])).unwrap(), Backend::Fs);
+        assert_eq!(
+            Backend::from_vars(vars(&[("STORAGE_BACKEND", "gcs")])).unwrap(),
+            Backend::Gcs
+        );
+        let error = Backend::from_vars(vars(&[("STORAGE_BACKEND", "s3")])).unwrap_err();
+        assert!(error.to_string().contains("STORAGE_BACKEND"), "{error}");
+    }
+
+    #[test]
+    fn variables_are_read_with_their_defaults() {
+        let config = GcsConfig::from_vars(vars(&[
+            ("BUCKET_NAME", "blobs"),
+            ("GCS_ENDPOINT", "http://127.0.0.2/"),
+            ("GCS_ANONYMOUS", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(config.bucket_name, "blobs");
+        assert_eq!(config.endpoint(), Some("http://127.0.0.2"));
+        assert!(config.gcs_anonymous);
+        assert!(config.gcs_redirect_downloads);
+        assert_eq!(config.signed_url_ttl(), Duration::from_secs(300));
+        let missing = GcsConfig::from_vars(vars(&[])).unwrap_err().to_string();
+        assert!(missing.contains("BUCKET_NAME must be set"), "{missing}");
+        let malformed = GcsConfig::from_vars(vars(&[
+            ("BUCKET_NAME", "blobs"),
+            ("GCS_SIGNED_URL_TTL_SECS", "soon"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(malformed.contains("GCS_SIGNED_URL_TTL_SECS"), "{malformed}");
     }
 
     #[test]
