@@ -46,6 +46,24 @@ impl BlobService {
             .ok_or_else(|| RegistryError::blob_unknown(digest))
     }
 
+    /// Where a client should fetch a linked blob from, when the backend serves downloads by
+    /// redirect (GCS signed URLs). Signing failures fall back to streaming (`None`): a pull
+    /// should not fail because a redirect could not be made.
+    pub async fn download_url(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<String>, RegistryError> {
+        self.size(name, digest).await?;
+        match self.storage.download_url(&BlobKey(digest.clone())).await {
+            Ok(url) => Ok(url),
+            Err(e) => {
+                tracing::warn!(%digest, error = %crate::error::ErrorChain(&e), "no download URL; streaming instead");
+                Ok(None)
+            }
+        }
+    }
+
     /// Opens a blob for reading, honouring a `Range` header when it names one satisfiable range.
     pub async fn read(
         &self,

@@ -80,10 +80,10 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
-    /// The request body failed (client went away, or sent nothing for too long).
     /// The backend cannot do this (e.g. list objects for garbage collection).
     #[error("storage backend does not support {0}")]
     Unsupported(&'static str),
+    /// The request body failed (client went away, or sent nothing for too long).
     #[error("reading the request body")]
     Body {
         #[source]

@@ -8,12 +8,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::StatusCode;
 use http::header::{
-    ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, RANGE,
+    ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, LOCATION, RANGE,
 };
 use registry_common::error::RegistryError;
 use registry_common::http::Repo;
 use registry_common::oci::Digest;
 use registry_common::state::AppState;
+
+static DOCKER_CONTENT_DIGEST: http::HeaderName =
+    http::HeaderName::from_static("docker-content-digest");
 
 /// Routes of the blob service, on the internal paths.
 pub fn router() -> Router<AppState> {
@@ -53,7 +56,8 @@ async fn head_blob(
     Ok((StatusCode::OK, blob_headers(&digest, size)).into_response())
 }
 
-/// `GET /v2/<name>/blobs/<digest>`: the bytes, or one range of them.
+/// `GET /v2/<name>/blobs/<digest>`: the bytes, or one range of them (or a 307 to the
+/// storage backend's signed URL).
 async fn get_blob(
     State(state): State<AppState>,
     Repo(name): Repo,
@@ -61,6 +65,14 @@ async fn get_blob(
     headers: HeaderMap,
 ) -> Result<Response, RegistryError> {
     let digest = Digest::parse(&digest)?;
+    if let Some(url) = state.blobs.download_url(&name, &digest).await? {
+        // The signed URL honours `Range` itself; clients follow the redirect with it.
+        let headers = [
+            (LOCATION, url),
+            (DOCKER_CONTENT_DIGEST.clone(), digest.to_string()),
+        ];
+        return Ok((StatusCode::TEMPORARY_REDIRECT, headers).into_response());
+    }
     let range = headers.get(RANGE).and_then(|v| v.to_str().ok());
     let read = state.blobs.read(&name, &digest, range).await?;
     let body = Body::from_stream(read.body);
