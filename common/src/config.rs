@@ -192,13 +192,22 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads the configuration from the given variables instead of the process environment
+    /// (in-process tests build a state this way).
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
         let config = Config {
-            server: envy::from_env()?,
-            storage: envy::from_env()?,
-            db: envy::from_env()?,
-            auth: envy::from_env()?,
-            limits: envy::from_env()?,
-            log: envy::from_env()?,
+            server: envy::from_iter(vars.clone())?,
+            storage: envy::from_iter(vars.clone())?,
+            db: envy::from_iter(vars.clone())?,
+            auth: envy::from_iter(vars.clone())?,
+            limits: envy::from_iter(vars.clone())?,
+            log: envy::from_iter(vars)?,
         };
         config.validate()?;
         Ok(config)

@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 pub mod database;
 pub mod oci_layout;
+pub mod services;
 
 use std::sync::Arc;
 
