@@ -40,6 +40,8 @@ pub enum OciCode {
     Unsupported,
     /// 429: too many requests.
     Toomanyrequests,
+    /// 503: a service the registry depends on (the permission service) did not answer.
+    Unavailable,
     /// 400: invalid number of results requested.
     PaginationNumberInvalid,
     /// 416: requested range not satisfiable.
@@ -68,6 +70,7 @@ impl OciCode {
             OciCode::Denied => StatusCode::FORBIDDEN,
             OciCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             OciCode::Toomanyrequests => StatusCode::TOO_MANY_REQUESTS,
+            OciCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             OciCode::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
             OciCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -1,7 +1,8 @@
-//! Shared core of the registry: the OCI domain, configuration, errors, the metadata
-//! repository layer, storage, domain services and the HTTP bootstrap. Handlers live in the
-//! `functions/*` crates and only parse, call a service and answer.
+//! Shared core of the registry: the OCI domain, configuration, errors, authentication, the
+//! metadata repository layer, storage, domain services and the HTTP bootstrap. Handlers live
+//! in the `functions/*` crates and only parse, call a service and answer.
 
+pub mod auth;
 pub mod bootstrap;
 pub mod config;
 pub mod error;

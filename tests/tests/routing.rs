@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::Router;
 use axum::body::Body;
 use http::{Request, StatusCode};
+use registry_common::auth::Authorizer;
 use registry_common::bootstrap::open_state;
 use registry_common::config::Config;
 use registry_common::http::registry_app;
@@ -184,23 +185,23 @@ async fn service_apps(data: &std::path::Path) -> BTreeMap<&'static str, Router> 
     let vars = [("DATA_DIR".to_owned(), data.display().to_string())];
     let config = Config::from_vars(vars).expect("config");
     let state = open_state(&config).await.expect("open state");
+    // As `service_main` does: the authorizer every request is checked by.
+    let auth = Authorizer::from_config(&config.auth).expect("authorizer");
+    let app = |routes: Router| registry_app(routes).layer(axum::Extension(auth.clone()));
     BTreeMap::from([
         (
             "blob",
-            registry_app(registry_blob::service_routes().with_state(state.clone())),
+            app(registry_blob::service_routes().with_state(state.clone())),
         ),
         (
             "manifest",
-            registry_app(registry_manifest::service_routes().with_state(state.clone())),
+            app(registry_manifest::service_routes().with_state(state.clone())),
         ),
         (
             "upload",
-            registry_app(registry_upload::service_routes().with_state(state.clone())),
+            app(registry_upload::service_routes().with_state(state.clone())),
         ),
-        (
-            "api",
-            registry_app(registry_api::service_routes().with_state(state)),
-        ),
+        ("api", app(registry_api::service_routes().with_state(state))),
     ])
 }
 

@@ -37,6 +37,7 @@ pub fn registry_app(routes: Router) -> Router {
     let routes = registry_fallbacks(routes.route("/healthz", get(healthz)));
     Router::new()
         .fallback_service(routes)
+        .layer(middleware::from_fn(super::auth_layer::authorize))
         .layer(middleware::from_fn(rewrite_path))
         .layer(middleware::from_fn(api_version_header))
         .layer(middleware::from_fn(log_request))

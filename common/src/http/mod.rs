@@ -1,8 +1,10 @@
-//! HTTP bootstrap shared by every binary: the `/v2/<name>/…` path parsing, body streams with
-//! idle timeouts, common response headers, request logging, a server that bounds
-//! connections, header sizes and header read time, speaks HTTP/1.1 and h2c on one port, and
-//! shuts down gracefully, and the `main` every binary calls ([`service_main::run`]).
+//! HTTP bootstrap shared by every binary: the `/v2/<name>/…` path parsing, the authorization
+//! of every request after it (`auth_layer`), body streams with idle timeouts, common response
+//! headers, request logging, a server that bounds connections, header sizes and header read
+//! time, speaks HTTP/1.1 and h2c on one port, and shuts down gracefully, and the `main` every
+//! binary calls ([`service_main::run`]).
 
+mod auth_layer;
 mod body;
 mod layers;
 mod route;

@@ -1,5 +1,6 @@
 //! The `main` of every binary, so that each `main.rs` is one call: read the configuration,
-//! start logging, open metadata and storage, serve the routes on `HOST:PORT` (HTTP/1.1 and h2c)
+//! start logging, load the authentication settings (the `Authorizer` every request is checked
+//! by), open metadata and storage, serve the routes on `HOST:PORT` (HTTP/1.1 and h2c)
 //! until SIGTERM or Ctrl-C, let in-flight requests finish, close the database, exit 0.
 //!
 //! Exit codes: 0 after a graceful shutdown, 2 for a configuration error (the message names the
@@ -12,6 +13,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use super::{registry_app, serve, shutdown_signal};
+use crate::auth::{AuthSetupError, Authorizer};
 use crate::bootstrap::{BootstrapError, open_state};
 use crate::config::{Config, ServerConfig};
 use crate::state::AppState;
@@ -49,6 +51,8 @@ pub enum ServiceError {
     Runtime(#[source] std::io::Error),
     #[error(transparent)]
     Bootstrap(#[from] BootstrapError),
+    #[error("authentication settings")]
+    Auth(#[from] AuthSetupError),
     #[error("binding {addr}")]
     Bind {
         addr: SocketAddr,
@@ -91,6 +95,7 @@ pub async fn serve_service(
     config: &Config,
     routes: Router<AppState>,
 ) -> Result<(), ServiceError> {
+    let auth = Authorizer::from_config(&config.auth)?;
     let state = open_state(config).await?;
     let metadata = state.metadata.clone();
     let addr = SocketAddr::new(
@@ -106,7 +111,7 @@ pub async fn serve_service(
         data_dir = %config.storage.data_dir.display(),
         "listening"
     );
-    let app = registry_app(routes.with_state(state));
+    let app = registry_app(routes.with_state(state)).layer(axum::Extension(auth));
     serve(listener, app, &config.server, shutdown_signal())
         .await
         .map_err(ServiceError::Serve)?;

@@ -7,6 +7,10 @@ use crate::metadata::{Deletion, ManifestPut, Metadata, NewManifest, StoredManife
 use crate::oci::manifest::{OCI_INDEX, is_valid_media_type};
 use crate::oci::{Digest, ParsedManifest, Reference, RepositoryName};
 
+/// Fewest and most catalog rows read per query while filtering a page.
+const CATALOG_BATCH_MIN: u32 = 100;
+const CATALOG_BATCH_MAX: u32 = 1000;
+
 /// Manifest, tag, catalog and referrers operations.
 #[derive(Debug, Clone)]
 pub struct ManifestService {
@@ -151,16 +155,45 @@ impl ManifestService {
         Ok(page(items, n))
     }
 
-    /// A page of repository names.
-    pub async fn catalog(&self, n: u32, last: Option<&str>) -> Result<Page, RegistryError> {
+    /// A page of the repository names `visible` accepts (the caller may pull them). Rows are
+    /// read in batches until the page and one more visible name are found, so `next_after`
+    /// is the last name of the page exactly when a visible name follows it.
+    pub async fn catalog<F, V>(
+        &self,
+        n: u32,
+        last: Option<&str>,
+        visible: V,
+    ) -> Result<Page, RegistryError>
+    where
+        V: Fn(String) -> F,
+        F: Future<Output = Result<bool, RegistryError>>,
+    {
         if n == 0 {
             return Ok(Page {
                 items: Vec::new(),
                 next_after: None,
             });
         }
-        let items = self.metadata.catalog(last, n + 1).await?;
-        Ok(page(items, n))
+        let wanted = n as usize + 1;
+        let batch = (n + 1).clamp(CATALOG_BATCH_MIN, CATALOG_BATCH_MAX);
+        let mut items = Vec::with_capacity(wanted.min(CATALOG_BATCH_MAX as usize));
+        let mut cursor = last.map(str::to_owned);
+        loop {
+            let rows = self.metadata.catalog(cursor.as_deref(), batch).await?;
+            let exhausted = rows.len() < batch as usize;
+            for name in rows {
+                if visible(name.clone()).await? {
+                    items.push(name.clone());
+                    if items.len() == wanted {
+                        return Ok(page(items, n));
+                    }
+                }
+                cursor = Some(name);
+            }
+            if exhausted {
+                return Ok(page(items, n));
+            }
+        }
     }
 
     /// The referrers index of a subject digest, optionally filtered by artifact type.

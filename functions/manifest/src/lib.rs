@@ -1,19 +1,21 @@
-//! The `manifest` service: `/v2/`, manifests, tags, referrers and the catalog. Handlers
-//! parse, call the manifest service and answer; nothing else.
+//! The `manifest` service: `/v2/`, manifests, tags, referrers, the catalog, and the token
+//! endpoint `/auth/token`. Handlers parse, call the manifest service and answer; nothing else.
 //!
 //! The `manifest` binary is also the load balancer's default service, so it serves every
 //! route of the distribution API ([`service_routes`]): what the URL map cannot tell apart
 //! (names deeper than its path templates reach, unusual methods) still gets a right answer.
 
 mod pagination;
+mod token;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderMap, LINK, LOCATION};
 use http::{HeaderName, StatusCode};
+use registry_common::auth::Caller;
 use registry_common::error::RegistryError;
 use registry_common::http::{Repo, content_type, read_limited};
 use registry_common::metadata::StoredManifest;
@@ -42,6 +44,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/_oci/tags", get(list_tags))
         .route("/_oci/referrers/{digest}", get(referrers))
+        .route("/auth/token", get(token::issue))
 }
 
 /// What the `manifest` binary serves: every route of the distribution API, because it is the
@@ -154,17 +157,22 @@ async fn list_tags(
     Ok(with_link(Json(body).into_response(), link))
 }
 
-/// `GET /v2/_catalog?n=&last=`.
+/// `GET /v2/_catalog?n=&last=`: the repositories the caller may pull.
 async fn catalog(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, RegistryError> {
     let query = pagination::parse(query, state.limits.page_max, |last| {
         RepositoryName::parse(last).map(drop)
     })?;
+    let visible = |name: String| {
+        let caller = caller.clone();
+        async move { Ok(caller.may_see(&name).await?) }
+    };
     let page = state
         .manifests
-        .catalog(query.n, query.last.as_deref())
+        .catalog(query.n, query.last.as_deref(), visible)
         .await?;
     let body = serde_json::json!({ "repositories": page.items });
     let link = page

@@ -1,14 +1,15 @@
 //! The `upload` service: `POST`/`PATCH`/`PUT`/`GET`/`DELETE` of blob upload sessions, and
 //! cross-repository mounts. Handlers parse, call the upload service and answer.
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, HeaderMap, LOCATION, RANGE};
 use http::{HeaderName, StatusCode};
+use registry_common::auth::{Action, Caller};
 use registry_common::error::{OciCode, RegistryError};
 use registry_common::http::{Repo, body_stream, content_length};
 use registry_common::oci::{Digest, RepositoryName, UploadId};
@@ -98,6 +99,7 @@ fn content_range(headers: &HeaderMap) -> Result<Option<ContentRange>, RegistryEr
 /// `POST /v2/<name>/blobs/uploads/`: mount, monolithic upload, or a new session.
 async fn start_upload(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Repo(name): Repo,
     query: Result<Query<StartQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -111,11 +113,18 @@ async fn start_upload(
             .as_deref()
             .map(RepositoryName::parse)
             .transpose()?;
-        if state
-            .uploads
-            .mount(&name, from.as_ref(), &digest)
-            .await?
-            .is_some()
+        // Mounting reads the source: without `pull` on it, a plain session opens instead, as
+        // for a blob that is not there (which says nothing about whether it is).
+        let readable = match &from {
+            Some(from) => caller.may(from, Action::Pull).await?,
+            None => true,
+        };
+        if readable
+            && state
+                .uploads
+                .mount(&name, from.as_ref(), &digest)
+                .await?
+                .is_some()
         {
             return Ok(created(&name, &digest));
         }

@@ -1,0 +1,110 @@
+//! Authorization of every request, after the path is parsed: the layer finds the
+//! [`Authorizer`] the binary installed (an `Extension`, see [`service_main`](super::service_main)),
+//! authenticates the caller, checks what the request needs, and hands the handlers a
+//! [`Caller`] for the questions only they can ask (a mount's source, catalog entries, the
+//! management API's projects).
+//!
+//! | Request | Needs |
+//! |---|---|
+//! | `/healthz`, `/auth/token` | nothing (the token endpoint checks its own credentials) |
+//! | `/v2/<name>/…` | the action of the method (`pull`: GET/HEAD, `push`: POST/PUT/PATCH, `delete`: DELETE) on `<name>` |
+//! | `/v2/_catalog` | authentication (tokens: `registry:catalog:*`); entries filtered by `pull` |
+//! | `/api/…` | credentials, when sent, must be valid; the handler authorizes per project |
+//! | anything else (`/v2/`, unknown paths) | authentication |
+//!
+//! Without an installed authorizer every request fails with 500: a binary that forgot it
+//! serves nothing rather than everything.
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::header::HOST;
+
+use crate::auth::{Action, Authorizer, Caller, Credentials, Principal};
+use crate::error::{OciCode, RegistryError};
+use crate::oci::RepositoryName;
+
+/// What a request needs before its handler runs.
+enum Need {
+    Nothing,
+    Authentication,
+    Catalog,
+    Repository(RepositoryName, Action),
+    Management,
+}
+
+impl Need {
+    fn of(request: &Request) -> Need {
+        let path = request.uri().path();
+        if path == "/healthz" || path == "/auth/token" {
+            return Need::Nothing;
+        }
+        if path == "/api" || path.starts_with("/api/") {
+            return Need::Management;
+        }
+        if let Some(name) = request.extensions().get::<RepositoryName>() {
+            return Need::Repository(name.clone(), Action::of_method(request.method()));
+        }
+        if path == "/v2/_catalog" {
+            return Need::Catalog;
+        }
+        Need::Authentication
+    }
+}
+
+/// The middleware (see the module documentation).
+pub async fn authorize(mut request: Request, next: Next) -> Response {
+    let Some(auth) = request.extensions().get::<Authorizer>().cloned() else {
+        tracing::error!("no Authorizer installed: the binary must add it as an Extension");
+        return RegistryError::new(OciCode::Unknown, "internal server error").into_response();
+    };
+    if !auth.is_enabled() {
+        request
+            .extensions_mut()
+            .insert(Caller::new(auth, Principal::Anyone, None));
+        return next.run(request).await;
+    }
+    let need = Need::of(&request);
+    let principal = match need {
+        Need::Nothing => Principal::Anonymous,
+        _ => {
+            auth.authenticate(&Credentials::from_headers(request.headers()))
+                .await
+        }
+    };
+    let caller = Caller::new(auth, principal, Some(token_realm(&request)));
+    let checked = match &need {
+        Need::Nothing => Ok(()),
+        Need::Authentication => caller.authenticated().await,
+        Need::Catalog => caller.authorize_catalog().await,
+        Need::Repository(name, action) => caller.authorize(name, *action).await,
+        Need::Management => caller.not_rejected(),
+    };
+    if let Err(refused) = checked {
+        return RegistryError::from(refused).into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// This registry's `/auth/token` at the scheme and host the request came to (behind a proxy,
+/// `X-Forwarded-Proto` and `X-Forwarded-Host`), for challenges when `TOKEN_REALM` is unset.
+fn token_realm(request: &Request) -> String {
+    let headers = request.headers();
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let scheme = first("x-forwarded-proto")
+        .or(request.uri().scheme_str())
+        .unwrap_or("http");
+    let host = first("x-forwarded-host")
+        .or_else(|| headers.get(HOST).and_then(|v| v.to_str().ok()))
+        .or(request.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}/auth/token")
+}
