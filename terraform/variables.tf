@@ -1,0 +1,293 @@
+# Everything an operator chooses. docs/deploy.md explains each group; terraform.tfvars.example
+# shows a complete set.
+
+# --- Project and naming -------------------------------------------------------------------
+
+variable "project" {
+  description = "Google Cloud project id."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the Cloud Run services and jobs, Cloud SQL, Cloud Scheduler and (by default) the bucket."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "name" {
+  description = "Prefix of every resource name (service accounts are limited to 30 characters, so keep it short)."
+  type        = string
+  default     = "registry"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,14}$", var.name))
+    error_message = "name: 2 to 15 characters, lower-case letters, digits and dashes, starting with a letter."
+  }
+}
+
+variable "domain" {
+  description = "Host name clients use (e.g. registry.example.com). Its A and AAAA records must point at the load balancer's addresses (output lb_ipv4, lb_ipv6) for the managed certificate to be issued."
+  type        = string
+}
+
+variable "deletion_protection" {
+  description = "Protect the Cloud Run services, jobs and the Cloud SQL instance from `terraform destroy`."
+  type        = bool
+  default     = true
+}
+
+# --- Images (pushed by cloudbuild.yaml, given by digest) ----------------------------------
+
+variable "image_blob" {
+  description = "Image of the blob service, e.g. europe-west1-docker.pkg.dev/PROJECT/registry/blob@sha256:..."
+  type        = string
+}
+
+variable "image_manifest" {
+  description = "Image of the manifest service (the URL map's default service)."
+  type        = string
+}
+
+variable "image_upload" {
+  description = "Image of the upload service."
+  type        = string
+}
+
+variable "image_api" {
+  description = "Image of the api service (management API)."
+  type        = string
+}
+
+variable "image_jobs" {
+  description = "Image of the jobs binary (migrate, run-all)."
+  type        = string
+}
+
+# --- Authentication -------------------------------------------------------------------------
+
+variable "auth_mode" {
+  description = "AUTH_MODE of every service: basic, token or delegated. `none` serves anonymous clients on the internet and needs allow_anonymous = true."
+  type        = string
+  default     = "token"
+
+  validation {
+    condition     = contains(["none", "basic", "token", "delegated"], var.auth_mode)
+    error_message = "auth_mode: none, basic, token or delegated."
+  }
+}
+
+variable "allow_anonymous" {
+  description = "With auth_mode = none: really let anyone on the internet push and delete (sets ALLOW_ANONYMOUS_REMOTE=true)."
+  type        = bool
+  default     = false
+}
+
+variable "htpasswd" {
+  description = "Contents of the htpasswd file (bcrypt entries, `htpasswd -nB user`): basic, and token when the registry issues tokens. Stored in Secret Manager, mounted as HTPASSWD_FILE."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "auth_rules" {
+  description = "Contents of the access-rules JSON file (AUTH_RULES_FILE): basic, and token to enable the registry's own token endpoint."
+  type        = string
+  default     = null
+}
+
+variable "jwt_secret" {
+  description = "JWT_SECRET (HS256, at least 32 bytes) for mode token. Null: Terraform generates one (kept in Secret Manager and in the state)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "token_signing_key" {
+  description = "PEM private key (RSA, or EC in PKCS#8) that signs issued tokens instead of JWT_SECRET (TOKEN_SIGNING_KEY_FILE)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "jwt_public_keys" {
+  description = "PEM public keys or a JWKS document verifying tokens issued elsewhere (JWT_PUBLIC_KEYS_FILE)."
+  type        = string
+  default     = null
+}
+
+variable "jwt_issuer" {
+  description = "JWT_ISSUER: the `iss` tokens issued elsewhere must carry. Null: not checked."
+  type        = string
+  default     = null
+}
+
+variable "token_realm" {
+  description = "TOKEN_REALM. Null: https://<domain>/auth/token, the registry's own token endpoint."
+  type        = string
+  default     = null
+}
+
+variable "token_ttl_secs" {
+  description = "TOKEN_TTL_SECS: lifetime of issued tokens."
+  type        = number
+  default     = 300
+}
+
+variable "auth_cache_ttl_secs" {
+  description = "AUTH_CACHE_TTL_SECS: how long a checked password or a permission service's answer is remembered per instance."
+  type        = number
+  default     = 30
+}
+
+variable "delegated_permission_url" {
+  description = "DELEGATED_PERMISSION_URL: the permission service of mode delegated."
+  type        = string
+  default     = null
+}
+
+variable "delegated_timeout_secs" {
+  description = "DELEGATED_TIMEOUT_SECS."
+  type        = number
+  default     = 5
+}
+
+# --- Database -------------------------------------------------------------------------------
+
+variable "database_url" {
+  description = "An existing PostgreSQL database (postgres://...). Null: Terraform creates a Cloud SQL instance, database and user."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "existing_cloudsql_instance" {
+  description = "With database_url: the connection name (PROJECT:REGION:INSTANCE) of its Cloud SQL instance, mounted at /cloudsql so that the URL may use ?host=/cloudsql/<connection name>. Null: no socket."
+  type        = string
+  default     = null
+}
+
+variable "db_version" {
+  description = "Cloud SQL database version."
+  type        = string
+  default     = "POSTGRES_16"
+}
+
+variable "db_tier" {
+  description = "Cloud SQL machine tier."
+  type        = string
+  default     = "db-custom-1-3840"
+}
+
+variable "db_availability_type" {
+  description = "ZONAL, or REGIONAL for a standby in another zone."
+  type        = string
+  default     = "ZONAL"
+}
+
+variable "db_max_connections" {
+  description = "PostgreSQL max_connections. Must exceed the sum over services of max_instances x db_pool, plus the jobs (checked at plan)."
+  type        = number
+  default     = 200
+}
+
+# --- Services -------------------------------------------------------------------------------
+
+variable "services" {
+  description = "Scaling and size of each Cloud Run service. db_pool is DB_MAX_CONNECTIONS per instance."
+  type = map(object({
+    min_instances = number
+    max_instances = number
+    concurrency   = number
+    cpu           = string
+    memory        = string
+    timeout_secs  = number
+    db_pool       = number
+  }))
+  default = {
+    blob     = { min_instances = 0, max_instances = 10, concurrency = 200, cpu = "1", memory = "512Mi", timeout_secs = 300, db_pool = 4 }
+    manifest = { min_instances = 0, max_instances = 10, concurrency = 100, cpu = "1", memory = "512Mi", timeout_secs = 3600, db_pool = 4 }
+    upload   = { min_instances = 0, max_instances = 10, concurrency = 50, cpu = "1", memory = "512Mi", timeout_secs = 3600, db_pool = 4 }
+    api      = { min_instances = 0, max_instances = 3, concurrency = 100, cpu = "1", memory = "256Mi", timeout_secs = 60, db_pool = 2 }
+  }
+
+  validation {
+    condition     = toset(keys(var.services)) == toset(["blob", "manifest", "upload", "api"])
+    error_message = "services: exactly blob, manifest, upload and api."
+  }
+}
+
+variable "log_level" {
+  description = "LOG_LEVEL of services and jobs."
+  type        = string
+  default     = "info"
+}
+
+# --- Storage --------------------------------------------------------------------------------
+
+variable "bucket_location" {
+  description = "Location of the blob bucket. Null: the region."
+  type        = string
+  default     = null
+}
+
+variable "gcs_prefix" {
+  description = "GCS_PREFIX: prefix of every object name (e.g. registry/), empty for none."
+  type        = string
+  default     = ""
+}
+
+variable "gcs_redirect_downloads" {
+  description = "GCS_REDIRECT_DOWNLOADS: answer blob GETs with a 307 to a signed URL (true) or stream them through Cloud Run."
+  type        = bool
+  default     = true
+}
+
+variable "gcs_signed_url_ttl_secs" {
+  description = "GCS_SIGNED_URL_TTL_SECS."
+  type        = number
+  default     = 300
+}
+
+variable "upload_parts_max_age_days" {
+  description = "The bucket deletes objects under uploads/ older than this, a backstop behind the upload-cleanup job. Longer than any upload may take."
+  type        = number
+  default     = 7
+}
+
+variable "bucket_soft_delete_days" {
+  description = "Days deleted objects stay recoverable (0, or 7 to 90): a safety net behind garbage collection."
+  type        = number
+  default     = 7
+}
+
+# --- Jobs -----------------------------------------------------------------------------------
+
+variable "jobs_schedule" {
+  description = "Cron schedule (Cloud Scheduler syntax) of `jobs run-all`."
+  type        = string
+  default     = "17 * * * *"
+}
+
+variable "jobs_time_zone" {
+  description = "Time zone of jobs_schedule."
+  type        = string
+  default     = "Etc/UTC"
+}
+
+variable "gc_grace_secs" {
+  description = "GC_GRACE_SECS."
+  type        = number
+  default     = 86400
+}
+
+variable "upload_max_age_secs" {
+  description = "UPLOAD_MAX_AGE_SECS."
+  type        = number
+  default     = 86400
+}
+
+variable "job_batch_size" {
+  description = "JOB_BATCH_SIZE."
+  type        = number
+  default     = 500
+}
