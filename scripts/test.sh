@@ -70,7 +70,6 @@ start_postgres() {
         PG_BIN="$(pg_bindir)"
     fi
     PG_DIR="$(mktemp -d /tmp/registry-pg.XXXXXX)"
-    trap stop_postgres EXIT
     # PostgreSQL refuses to run as root: run it as the postgres user when we are root.
     local run_as=()
     if [[ "$(id -u)" -eq 0 ]]; then
@@ -104,6 +103,28 @@ stop_postgres() {
     fi
 }
 
+# The GCS emulator (fake-gcs-server from PyPI, see scripts/gcs-emulator.sh) on 127.0.0.2:80,
+# shared by the GCS crate's tests and the end-to-end pass with GCS storage.
+GCS_STARTED=false
+start_gcs_emulator() {
+    if [[ -n "${GCS_TEST_ENDPOINT:-}" ]]; then
+        log "GCS: using GCS_TEST_ENDPOINT=$GCS_TEST_ENDPOINT"
+        return
+    fi
+    GCS_TEST_ENDPOINT="$(scripts/gcs-emulator.sh start)"
+    export GCS_TEST_ENDPOINT
+    GCS_STARTED=true
+    log "GCS: emulator at $GCS_TEST_ENDPOINT"
+}
+
+# Stops what this run started.
+cleanup() {
+    stop_postgres
+    if [[ "$GCS_STARTED" == true ]]; then
+        scripts/gcs-emulator.sh stop >/dev/null 2>&1 || true
+    fi
+}
+
 # Builds every binary (debug): the end-to-end tests start `registry`, the service binaries
 # and `jobs`. Exports the registry's path; the others sit beside it.
 build() {
@@ -131,6 +152,14 @@ run_tests() {
     cargo test --workspace "$@" 2>&1 | tee "$output" || status=$?
     log "cargo test -p registry-tests (TEST_METADATA=postgres) $*"
     TEST_METADATA=postgres cargo test -p registry-tests "$@" 2>&1 | tee -a "$output" || status=$?
+    # The suites whose checks are about the API (not the filesystem) again, with the bytes in
+    # GCS (the emulator) and the metadata in PostgreSQL: the production shape.
+    log "cargo test -p registry-tests (TEST_STORAGE=gcs TEST_METADATA=postgres) $*"
+    TEST_STORAGE=gcs TEST_METADATA=postgres cargo test -p registry-tests \
+        --test conformance_pull --test conformance_push --test conformance_manifests \
+        --test conformance_discovery --test conformance_errors --test robustness \
+        --test robustness_http --test skopeo --test postgres "$@" 2>&1 |
+        tee -a "$output" || status=$?
     log "summary"
     grep -E '^(     Running|   Doc-tests|test result:)|^error|FAILED|panicked' "$output" || true
     awk '/^test result:/ { passed += $4; failed += $6 }
@@ -142,7 +171,9 @@ run_tests() {
 main() {
     ensure_cargo
     ensure_skopeo
+    trap cleanup EXIT
     start_postgres
+    start_gcs_emulator
     build
     run_tests "$@"
 }

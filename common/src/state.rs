@@ -12,6 +12,8 @@ use crate::storage::Storage;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub metadata: Metadata,
+    /// The byte store (also used by the single binary's in-process jobs).
+    pub storage: Arc<dyn Storage>,
     pub blobs: BlobService,
     pub uploads: UploadService,
     pub manifests: ManifestService,
@@ -29,6 +31,7 @@ impl AppState {
     ) -> Self {
         AppState {
             metadata: metadata.clone(),
+            storage: storage.clone(),
             blobs: BlobService::new(metadata.clone(), storage.clone()),
             uploads: UploadService::new(metadata.clone(), storage),
             manifests: ManifestService::new(metadata),

@@ -34,6 +34,7 @@ mod gc;
 mod index;
 mod project_storage;
 mod report;
+pub mod timer;
 mod upload_cleanup;
 
 use std::sync::Arc;

@@ -3,11 +3,9 @@
 //! failed, 2 on a usage or configuration error.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use registry_common::config::Config;
 use registry_common::metadata::Metadata;
-use registry_common::storage::FsStorage;
 use registry_common::telemetry;
 use registry_jobs::{Job, JobContext, JobsConfig};
 
@@ -70,7 +68,7 @@ async fn run(
     let metadata = Metadata::connect(&config.database_url(), &db).await?;
     let ctx = JobContext {
         metadata: metadata.clone(),
-        storage: Arc::new(FsStorage::new(&config.storage.data_dir)),
+        storage: registry_gcs::storage_from_env(&config.storage).await?,
         config: jobs,
     };
     let result = registry_jobs::run(job, &ctx).await;

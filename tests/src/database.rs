@@ -39,7 +39,7 @@ pub struct TestDatabase {
 impl TestDatabase {
     pub async fn create() -> TestDatabase {
         let admin = admin_url();
-        let name = format!("registry_test_{}", uuid_like());
+        let name = format!("registry_test_{}", unique_suffix());
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
             .unwrap_or_else(|e| panic!("connect to TEST_DATABASE_URL: {e}"));
@@ -104,7 +104,8 @@ pub fn with_database(url: &str, database: &str) -> String {
     }
 }
 
-fn uuid_like() -> String {
+/// A name part no other test of this run (or of a concurrent run) uses.
+pub fn unique_suffix() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -35,6 +35,31 @@ pub struct Registry {
     pub client: reqwest::Client,
 }
 
+/// With `TEST_STORAGE=gcs`, the settings that put a registry's bytes in the GCS emulator at
+/// `GCS_TEST_ENDPOINT` (bucket `GCS_TEST_BUCKET`, default `registry-test`), under a prefix of
+/// its own so that registries never see (or collect) each other's objects. Downloads stream
+/// through: the suites check bytes, not redirects (the GCS crate's tests cover signed URLs).
+fn storage_env() -> Vec<(String, String)> {
+    if std::env::var("TEST_STORAGE").as_deref() != Ok("gcs") {
+        return Vec::new();
+    }
+    let endpoint = std::env::var("GCS_TEST_ENDPOINT")
+        .expect("TEST_STORAGE=gcs needs GCS_TEST_ENDPOINT (scripts/gcs-emulator.sh start)");
+    let bucket = std::env::var("GCS_TEST_BUCKET").unwrap_or_else(|_| "registry-test".to_owned());
+    let prefix = format!("test-{}/", database::unique_suffix());
+    [
+        ("STORAGE_BACKEND", "gcs".to_owned()),
+        ("BUCKET_NAME", bucket),
+        ("GCS_ENDPOINT", endpoint),
+        ("GCS_ANONYMOUS", "true".to_owned()),
+        ("GCS_PREFIX", prefix),
+        ("GCS_REDIRECT_DOWNLOADS", "false".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
 /// Path of the registry binary under test.
 pub fn registry_bin() -> PathBuf {
     if let Ok(path) = std::env::var("REGISTRY_BIN") {
@@ -60,10 +85,11 @@ impl Registry {
     /// Starts a registry with extra environment variables.
     pub async fn start_with(env: &[(&str, &str)]) -> Registry {
         let data = Arc::new(tempfile::tempdir().expect("temp dir"));
-        let env: Vec<(String, String)> = env
+        let mut env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        env.extend(storage_env());
         let database = match metadata_engine() {
             database::Engine::Postgres if !env.iter().any(|(k, _)| k == "DATABASE_URL") => {
                 Some(Arc::new(TestDatabase::create().await))
@@ -211,7 +237,12 @@ impl Registry {
             .send()
             .await
             .expect("push blob");
-        assert_eq!(resp.status(), 201, "push blob to {repo}: {:?}", resp.text().await);
+        assert_eq!(
+            resp.status(),
+            201,
+            "push blob to {repo}: {:?}",
+            resp.text().await
+        );
         digest
     }
 

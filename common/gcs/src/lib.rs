@@ -16,7 +16,8 @@ mod upload;
 
 use std::sync::Arc;
 
-use registry_common::config::StorageConfig;
+use registry_common::config::{Config, StorageConfig};
+use registry_common::http::service_main::OpenedStorage;
 use registry_common::storage::{FsStorage, Storage};
 
 pub use config::{Backend, ConfigError, GcsConfig};
@@ -30,5 +31,14 @@ pub async fn storage_from_env(storage: &StorageConfig) -> Result<Arc<dyn Storage
     Ok(match Backend::from_env()? {
         Backend::Fs => Arc::new(FsStorage::new(&storage.data_dir)),
         Backend::Gcs => Arc::new(GcsStorage::from_env().await?),
+    })
+}
+
+/// [`storage_from_env`] in the shape `registry_common::http::service_main::Plugins` takes.
+pub fn open_storage(config: &Config) -> OpenedStorage<'_> {
+    Box::pin(async move {
+        storage_from_env(&config.storage)
+            .await
+            .map_err(|e| Box::new(e) as registry_common::http::service_main::PluginError)
     })
 }

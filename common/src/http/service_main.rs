@@ -6,18 +6,55 @@
 //! Exit codes: 0 after a graceful shutdown, 2 for a configuration error (the message names the
 //! variable), 1 for anything else that stops the start (database, storage, port in use).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use axum::Router;
 use tokio::net::TcpListener;
 
 use super::{registry_app, serve, shutdown_signal};
 use crate::auth::{AuthSetupError, Authorizer};
-use crate::bootstrap::{BootstrapError, open_state};
+use crate::bootstrap::{BootstrapError, open_state_with};
 use crate::config::{Config, ServerConfig};
 use crate::state::AppState;
+use crate::storage::{FsStorage, Storage};
 use crate::telemetry;
+
+/// A boxed error from a plug-in (a storage backend in a crate of its own).
+pub type PluginError = Box<dyn std::error::Error + Send + Sync>;
+/// What [`StorageOpener`] returns.
+pub type OpenedStorage<'a> =
+    Pin<Box<dyn Future<Output = Result<Arc<dyn Storage>, PluginError>> + Send + 'a>>;
+/// Opens the byte store the configuration names. `common` links only the filesystem backend;
+/// binaries pass the opener of the crate that knows the others (`registry_gcs::open_storage`).
+pub type StorageOpener = for<'a> fn(&'a Config) -> OpenedStorage<'a>;
+
+/// Background work started with the state (see [`Plugins::on_start`]).
+pub type StartHook = fn(&AppState) -> Result<(), PluginError>;
+
+/// What a binary plugs into the common start-up.
+#[derive(Debug, Clone, Copy)]
+pub struct Plugins {
+    pub open_storage: StorageOpener,
+    /// Called once the state is open, before serving: background work such as the single
+    /// binary's job timer (spawn it; do not block). An error stops the start.
+    pub on_start: Option<StartHook>,
+}
+
+impl Default for Plugins {
+    fn default() -> Self {
+        Plugins {
+            open_storage: |config| {
+                let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(&config.storage.data_dir));
+                Box::pin(std::future::ready(Ok(storage)))
+            },
+            on_start: None,
+        }
+    }
+}
 
 /// Which binary is starting: its name (in logs) and its port when `PORT` is unset.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +90,10 @@ pub enum ServiceError {
     Bootstrap(#[from] BootstrapError),
     #[error("authentication settings")]
     Auth(#[from] AuthSetupError),
+    #[error("opening the byte store")]
+    Storage(#[source] PluginError),
+    #[error("starting background work")]
+    Plugin(#[source] PluginError),
     #[error("binding {addr}")]
     Bind {
         addr: SocketAddr,
@@ -63,8 +104,14 @@ pub enum ServiceError {
     Serve(#[source] std::io::Error),
 }
 
-/// Runs `service` with `routes` (not yet given their state) and returns the exit code.
+/// Runs `service` with `routes` (not yet given their state) on the filesystem byte store, and
+/// returns the exit code.
 pub fn run(service: Service, routes: Router<AppState>) -> ExitCode {
+    run_with(service, routes, Plugins::default())
+}
+
+/// Like [`run`], with the binary's plug-ins.
+pub fn run_with(service: Service, routes: Router<AppState>, plugins: Plugins) -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -77,7 +124,7 @@ pub fn run(service: Service, routes: Router<AppState>) -> ExitCode {
         .enable_all()
         .build()
         .map_err(ServiceError::Runtime)
-        .and_then(|runtime| runtime.block_on(serve_service(service, &config, routes)));
+        .and_then(|runtime| runtime.block_on(serve_service(service, &config, routes, plugins)));
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -94,9 +141,16 @@ pub async fn serve_service(
     service: Service,
     config: &Config,
     routes: Router<AppState>,
+    plugins: Plugins,
 ) -> Result<(), ServiceError> {
     let auth = Authorizer::from_config(&config.auth)?;
-    let state = open_state(config).await?;
+    let storage = (plugins.open_storage)(config)
+        .await
+        .map_err(ServiceError::Storage)?;
+    let state = open_state_with(config, storage).await?;
+    if let Some(on_start) = plugins.on_start {
+        on_start(&state).map_err(ServiceError::Plugin)?;
+    }
     let metadata = state.metadata.clone();
     let addr = SocketAddr::new(
         config.server.host,

@@ -1,5 +1,7 @@
 //! The whole registry in one process: the blob, manifest, upload and api services on one port,
-//! on the embedded default (filesystem + SQLite under `DATA_DIR`) unless configured otherwise.
+//! and the scheduled jobs on an in-process timer (`JOBS_INTERVAL_SECS`); on the embedded default
+//! (filesystem + SQLite under `DATA_DIR`) unless configured otherwise (`DATABASE_URL`,
+//! `STORAGE_BACKEND`).
 
 use axum::Router;
 use registry_common::http::{Service, service_main};
@@ -10,5 +12,9 @@ fn main() -> std::process::ExitCode {
         .merge(registry_manifest::router())
         .merge(registry_upload::router())
         .merge(registry_api::router());
-    service_main::run(Service::registry(), routes)
+    let plugins = service_main::Plugins {
+        open_storage: registry_gcs::open_storage,
+        on_start: Some(registry_jobs::timer::start),
+    };
+    service_main::run_with(Service::registry(), routes, plugins)
 }
