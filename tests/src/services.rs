@@ -5,8 +5,9 @@
 //!
 //! The service binaries are looked up beside the registry binary ([`crate::registry_bin`]):
 //! `blob`, `manifest`, `upload`, `api` (the test command builds them all). All processes of a
-//! [`Fleet`] share one `DATA_DIR`, hence one SQLite file and one blob store, as Cloud Run
-//! instances share Cloud SQL and the bucket. The router talks to the services over h2c (HTTP/2
+//! [`Fleet`] share one `DATA_DIR` (one blob store) and one metadata database (the SQLite file
+//! there, or PostgreSQL with `TEST_METADATA=postgres`), as Cloud Run instances share the
+//! bucket and Cloud SQL. The router talks to the services over h2c (HTTP/2
 //! with prior knowledge), as the load balancer does with HTTP/2 end-to-end, and spreads
 //! requests over the instances of a service in turn, so consecutive requests of one upload
 //! land on different `upload` instances.
@@ -171,17 +172,29 @@ pub struct Fleet {
     pub data: tempfile::TempDir,
     pub services: BTreeMap<&'static str, Vec<ServiceProcess>>,
     pub router: TestRouter,
+    /// The shared PostgreSQL database with `TEST_METADATA=postgres`; SQLite otherwise.
+    pub database: Option<crate::TestDatabase>,
 }
 
 impl Fleet {
-    /// Starts `manifest` (first: it creates the database), `blob`, two `upload`, `api`, and
-    /// the router.
+    /// Starts `manifest` (first: it migrates the database), `blob`, two `upload`, `api`, and
+    /// the router. With `TEST_METADATA=postgres` they share a fresh PostgreSQL database, as
+    /// Cloud Run services share Cloud SQL; otherwise the SQLite file under the shared
+    /// `DATA_DIR`.
     pub async fn start() -> Fleet {
         let data = tempfile::tempdir().expect("temp dir");
         let data_dir = data.path().join("data");
+        let database = match crate::metadata_engine() {
+            crate::database::Engine::Postgres => Some(crate::TestDatabase::create().await),
+            crate::database::Engine::Sqlite => None,
+        };
+        let env: Vec<(&str, &str)> = database
+            .iter()
+            .map(|db| ("DATABASE_URL", db.url()))
+            .collect();
         let mut services: BTreeMap<&'static str, Vec<ServiceProcess>> = BTreeMap::new();
         for name in ["manifest", "blob", "upload", "upload", "api"] {
-            let process = ServiceProcess::start(name, &data_dir, data.path(), &[]).await;
+            let process = ServiceProcess::start(name, &data_dir, data.path(), &env).await;
             services.entry(name).or_default().push(process);
         }
         let backends = services
@@ -196,6 +209,7 @@ impl Fleet {
             data,
             services,
             router,
+            database,
         }
     }
 
