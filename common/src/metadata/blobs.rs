@@ -5,6 +5,12 @@ use super::{
 };
 use crate::oci::{Digest, RepositoryName};
 
+/// The size of a blob linked to a repository (every blob HEAD/GET).
+pub(crate) const LINKED_BLOB: &str = "SELECT b.size FROM repository_blobs l \
+             JOIN repositories r ON r.id = l.repository_id \
+             JOIN blobs b ON b.digest = l.digest \
+             WHERE r.name = $1 AND l.digest = $2";
+
 /// What a delete did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deletion {
@@ -22,17 +28,12 @@ impl Metadata {
         name: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>, MetadataError> {
-        let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT b.size FROM repository_blobs l \
-             JOIN repositories r ON r.id = l.repository_id \
-             JOIN blobs b ON b.digest = l.digest \
-             WHERE r.name = $1 AND l.digest = $2",
-        )
-        .bind(name.as_str())
-        .bind(digest.to_string())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(MetadataError::query("select linked blob"))?;
+        let row: Option<(i64,)> = sqlx::query_as(LINKED_BLOB)
+            .bind(name.as_str())
+            .bind(digest.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(MetadataError::query("select linked blob"))?;
         Ok(row.map(|(size,)| from_db_size(size)))
     }
 

@@ -9,6 +9,22 @@ use super::{
 use super::{repositories, to_db_size};
 use crate::oci::{Descriptor, Digest, ParsedManifest, RepositoryName, Tag};
 
+/// Manifests of a repository whose subject is a digest (optionally one artifact type).
+pub(crate) const REFERRERS: &str = "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m \
+             JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = $1 AND m.subject_digest = $2 AND ($3 = '' OR m.artifact_type = $3) \
+             ORDER BY m.created_at, m.digest";
+
+/// A manifest by repository name and digest.
+pub(crate) const MANIFEST_BY_DIGEST: &str = "SELECT m.digest, m.media_type, m.payload FROM manifests m \
+             JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2";
+
+/// A manifest by repository name and tag.
+pub(crate) const MANIFEST_BY_TAG: &str = "SELECT m.digest, m.media_type, m.payload FROM tags t \
+             JOIN repositories r ON r.id = t.repository_id \
+             JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest \
+             WHERE r.name = $1 AND t.name = $2";
+
 /// A manifest to store.
 #[derive(Debug)]
 pub struct NewManifest<'a> {
@@ -106,17 +122,12 @@ impl Metadata {
         name: &RepositoryName,
         tag: &Tag,
     ) -> Result<Option<StoredManifest>, MetadataError> {
-        let row: Option<StoredRow> = sqlx::query_as(
-            "SELECT m.digest, m.media_type, m.payload FROM tags t \
-             JOIN repositories r ON r.id = t.repository_id \
-             JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest \
-             WHERE r.name = $1 AND t.name = $2",
-        )
-        .bind(name.as_str())
-        .bind(tag.as_str())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(MetadataError::query("select manifest by tag"))?;
+        let row: Option<StoredRow> = sqlx::query_as(MANIFEST_BY_TAG)
+            .bind(name.as_str())
+            .bind(tag.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(MetadataError::query("select manifest by tag"))?;
         Ok(row.map(stored))
     }
 
@@ -126,15 +137,12 @@ impl Metadata {
         name: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<StoredManifest>, MetadataError> {
-        let row: Option<StoredRow> = sqlx::query_as(
-            "SELECT m.digest, m.media_type, m.payload FROM manifests m \
-             JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2",
-        )
-        .bind(name.as_str())
-        .bind(digest.to_string())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(MetadataError::query("select manifest by digest"))?;
+        let row: Option<StoredRow> = sqlx::query_as(MANIFEST_BY_DIGEST)
+            .bind(name.as_str())
+            .bind(digest.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(MetadataError::query("select manifest by digest"))?;
         Ok(row.map(stored))
     }
 
@@ -185,18 +193,13 @@ impl Metadata {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<ReferrerRow>, MetadataError> {
-        let rows: Vec<ReferrerTuple> = sqlx::query_as(
-            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m \
-             JOIN repositories r ON r.id = m.repository_id \
-             WHERE r.name = $1 AND m.subject_digest = $2 AND ($3 = '' OR m.artifact_type = $3) \
-             ORDER BY m.created_at, m.digest",
-        )
-        .bind(name.as_str())
-        .bind(subject.to_string())
-        .bind(artifact_type.unwrap_or(""))
-        .fetch_all(&self.read)
-        .await
-        .map_err(MetadataError::query("select referrers"))?;
+        let rows: Vec<ReferrerTuple> = sqlx::query_as(REFERRERS)
+            .bind(name.as_str())
+            .bind(subject.to_string())
+            .bind(artifact_type.unwrap_or(""))
+            .fetch_all(&self.read)
+            .await
+            .map_err(MetadataError::query("select referrers"))?;
         Ok(rows
             .into_iter()
             .map(

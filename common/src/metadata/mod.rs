@@ -191,6 +191,55 @@ fn socket_form_with_host(url: &str) -> String {
     }
 }
 
+/// A query on a request's hot path, with the kinds of its parameters: kept here so that a
+/// test can show each one's plan uses an index (`common/tests/query_plans.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct HotQuery {
+    pub name: &'static str,
+    pub sql: &'static str,
+    /// `t` a text parameter, `i` an integer one, in order.
+    pub params: &'static str,
+}
+
+/// Every hot-path query.
+pub const HOT_QUERIES: [HotQuery; 7] = [
+    HotQuery {
+        name: "manifest by tag",
+        sql: manifests::MANIFEST_BY_TAG,
+        params: "tt",
+    },
+    HotQuery {
+        name: "manifest by digest",
+        sql: manifests::MANIFEST_BY_DIGEST,
+        params: "tt",
+    },
+    HotQuery {
+        name: "blob link",
+        sql: blobs::LINKED_BLOB,
+        params: "tt",
+    },
+    HotQuery {
+        name: "tags page",
+        sql: repositories::TAGS_PAGE,
+        params: "iti",
+    },
+    HotQuery {
+        name: "catalog page",
+        sql: repositories::CATALOG_PAGE,
+        params: "ti",
+    },
+    HotQuery {
+        name: "referrers",
+        sql: manifests::REFERRERS,
+        params: "ttt",
+    },
+    HotQuery {
+        name: "upload by id",
+        sql: uploads::UPLOAD_BY_ID,
+        params: "tt",
+    },
+];
+
 /// Milliseconds since the Unix epoch, the timestamp unit of every table.
 pub(crate) fn now_millis() -> i64 {
     SystemTime::now()

@@ -5,6 +5,15 @@ use sqlx::{Any, Transaction};
 use super::{Metadata, MetadataError, now_millis};
 use crate::oci::RepositoryName;
 
+/// A page of tags.
+pub(crate) const TAGS_PAGE: &str =
+    "SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3";
+
+/// A catalog page.
+pub(crate) const CATALOG_PAGE: &str = "SELECT r.name FROM repositories r \
+             WHERE r.name > $1 AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) \
+             ORDER BY r.name LIMIT $2";
+
 /// Returns the repository's id, creating its row when it is new. The insert comes first so
 /// that a transaction calling this holds the write lock from its first statement.
 pub(crate) async fn ensure_in(
@@ -44,16 +53,12 @@ impl Metadata {
         last: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, MetadataError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT r.name FROM repositories r \
-             WHERE r.name > $1 AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) \
-             ORDER BY r.name LIMIT $2",
-        )
-        .bind(last.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await
-        .map_err(MetadataError::query("list catalog"))?;
+        let rows: Vec<(String,)> = sqlx::query_as(CATALOG_PAGE)
+            .bind(last.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(MetadataError::query("list catalog"))?;
         Ok(rows.into_iter().map(|(name,)| name).collect())
     }
 
@@ -64,15 +69,13 @@ impl Metadata {
         last: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, MetadataError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3",
-        )
-        .bind(repository_id)
-        .bind(last.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await
-        .map_err(MetadataError::query("list tags"))?;
+        let rows: Vec<(String,)> = sqlx::query_as(TAGS_PAGE)
+            .bind(repository_id)
+            .bind(last.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(MetadataError::query("list tags"))?;
         Ok(rows.into_iter().map(|(name,)| name).collect())
     }
 }

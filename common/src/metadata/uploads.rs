@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 use super::{Metadata, MetadataError, from_db_size, now_millis, repositories, to_db_size};
 use crate::oci::{RepositoryName, UploadId};
 
+/// An upload session by id in its repository.
+pub(crate) const UPLOAD_BY_ID: &str = "SELECT u.repository_id, u.byte_offset, u.hash_state, u.parts FROM upload_sessions u \
+             JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1 AND r.name = $2";
+
 /// One stored part of an upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartRecord {
@@ -64,15 +68,12 @@ impl Metadata {
         name: &RepositoryName,
         id: &UploadId,
     ) -> Result<Option<UploadRow>, MetadataError> {
-        let row: Option<(i64, i64, Vec<u8>, String)> = sqlx::query_as(
-            "SELECT u.repository_id, u.byte_offset, u.hash_state, u.parts FROM upload_sessions u \
-             JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1 AND r.name = $2",
-        )
-        .bind(id.to_string())
-        .bind(name.as_str())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(MetadataError::query("select upload session"))?;
+        let row: Option<(i64, i64, Vec<u8>, String)> = sqlx::query_as(UPLOAD_BY_ID)
+            .bind(id.to_string())
+            .bind(name.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(MetadataError::query("select upload session"))?;
         row.map(|(repository_id, offset, hash_state, parts)| {
             let parts = serde_json::from_str(&parts)
                 .map_err(|e| MetadataError::Corrupt(format!("upload {id} parts: {e}")))?;
