@@ -149,13 +149,13 @@ run_tests() {
     log "cargo test --workspace $*"
     local output status=0
     output="$(mktemp)"
-    cargo test --workspace "$@" 2>&1 | tee "$output" || status=$?
+    cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$output" || status=$?
     log "cargo test -p registry-tests (TEST_METADATA=postgres) $*"
-    TEST_METADATA=postgres cargo test -p registry-tests "$@" 2>&1 | tee -a "$output" || status=$?
+    TEST_METADATA=postgres cargo test -p registry-tests --no-fail-fast "$@" 2>&1 | tee -a "$output" || status=$?
     # The suites whose checks are about the API (not the filesystem) again, with the bytes in
     # GCS (the emulator) and the metadata in PostgreSQL: the production shape.
     log "cargo test -p registry-tests (TEST_STORAGE=gcs TEST_METADATA=postgres) $*"
-    TEST_STORAGE=gcs TEST_METADATA=postgres cargo test -p registry-tests \
+    TEST_STORAGE=gcs TEST_METADATA=postgres cargo test -p registry-tests --no-fail-fast \
         --test conformance_pull --test conformance_push --test conformance_manifests \
         --test conformance_discovery --test conformance_errors --test robustness \
         --test robustness_http --test skopeo --test postgres "$@" 2>&1 |
