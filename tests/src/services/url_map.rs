@@ -309,7 +309,9 @@ fn template_matches(template: &str, path: &str) -> bool {
     let mut parts = path.split('/');
     for segment in template {
         match segment {
-            Segment::Rest => return true,
+            // `**` stands for the rest of the path after a `/`: zero or more segments, but the
+            // slash before it must be there (`/api/**` matches `/api/`, not `/api`).
+            Segment::Rest => return parts.next().is_some(),
             Segment::One => match parts.next() {
                 Some(part) if !part.is_empty() => {}
                 _ => return false,
