@@ -160,8 +160,19 @@ run_tests() {
         --test conformance_discovery --test conformance_errors --test robustness \
         --test robustness_http --test skopeo --test postgres "$@" 2>&1 |
         tee -a "$output" || status=$?
+    # The conformance and skopeo suites through the four service binaries (two `upload`
+    # instances) behind a router applying the load balancer's route table (terraform/routes.json).
+    log "cargo test -p registry-tests (TEST_TOPOLOGY=services TEST_METADATA=postgres) $*"
+    TEST_TOPOLOGY=services TEST_METADATA=postgres cargo test -p registry-tests --no-fail-fast \
+        --test conformance_pull --test conformance_push --test conformance_manifests \
+        --test conformance_discovery --test conformance_errors --test skopeo "$@" 2>&1 |
+        tee -a "$output" || status=$?
+    # Deployment files, offline: Terraform parsed and checked against the provider schema, the
+    # URL map against the route table, env vars against the README, checkov, hadolint.
+    log "scripts/check-deploy.sh"
+    scripts/check-deploy.sh 2>&1 | tee -a "$output" || status=$?
     log "summary"
-    grep -E '^(     Running|   Doc-tests|test result:)|^error|FAILED|panicked' "$output" || true
+    grep -E '^(     Running|   Doc-tests|test result:)|^error|FAILED|panicked|^deploy: ' "$output" || true
     awk '/^test result:/ { passed += $4; failed += $6 }
          END { printf "total: %d passed, %d failed\n", passed, failed }' "$output"
     rm -f "$output"

@@ -23,16 +23,29 @@ use std::sync::Arc;
 
 pub use database::{TestDatabase, metadata_engine};
 
-/// A running registry process; killed when dropped.
+/// A running registry: the single binary, or (with `TEST_TOPOLOGY=services`) the four
+/// service binaries behind a router applying the load balancer's route table. Killed when
+/// dropped.
 #[derive(Debug)]
 pub struct Registry {
-    child: Child,
+    process: Process,
     port: u16,
     data: Arc<tempfile::TempDir>,
     database: Option<Arc<TestDatabase>>,
     log_path: PathBuf,
     env: Vec<(String, String)>,
     pub client: reqwest::Client,
+}
+
+#[derive(Debug)]
+enum Process {
+    Single(Child),
+    Services(Box<services::Fleet>),
+}
+
+/// `TEST_TOPOLOGY=services` runs the suites through the four services.
+fn services_topology() -> bool {
+    std::env::var("TEST_TOPOLOGY").as_deref() == Ok("services")
 }
 
 /// With `TEST_STORAGE=gcs`, the settings that put a registry's bytes in the GCS emulator at
@@ -115,44 +128,25 @@ impl Registry {
         database: Option<Arc<TestDatabase>>,
         env: Vec<(String, String)>,
     ) -> Registry {
-        let bin = registry_bin();
-        assert!(
-            bin.exists(),
-            "registry binary not found at {} (run `cargo build -p registry` or set REGISTRY_BIN)",
-            bin.display()
-        );
-        let port = free_port();
-        let log_path = data.path().join(format!("registry-{port}.log"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .expect("open log file");
-        let mut command = Command::new(&bin);
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("DATA_DIR", data.path().join("data"))
-            .env("LOG_LEVEL", "info")
-            .env("DB_MAX_CONNECTIONS", "4")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log handle"))
-            .stderr(log);
+        let mut full_env: Vec<(String, String)> = vec![("DB_MAX_CONNECTIONS".into(), "4".into())];
         if let Some(database) = &database {
-            command.env("DATABASE_URL", database.url());
+            full_env.push(("DATABASE_URL".into(), database.url().to_owned()));
         }
-        for (k, v) in &env {
-            command.env(k, v);
-        }
-        let child = command.spawn().expect("spawn registry");
+        full_env.extend(env.iter().cloned());
+        let (process, port, log_path) = if services_topology() {
+            let fleet = services::Fleet::start_in(data.path(), &full_env).await;
+            let port = fleet.router.port();
+            (Process::Services(Box::new(fleet)), port, PathBuf::new())
+        } else {
+            let (child, port, log_path) = spawn_single(data.path(), &full_env);
+            (Process::Single(child), port, log_path)
+        };
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("http client");
         let mut registry = Registry {
-            child,
+            process,
             port,
             data,
             database,
@@ -167,8 +161,8 @@ impl Registry {
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("registry exited early with {status}:\n{}", self.log());
+            if !self.is_running() {
+                panic!("registry exited early:\n{}", self.log());
             }
             if let Ok(resp) = self.client.get(self.url("/healthz")).send().await
                 && resp.status().is_success()
@@ -186,8 +180,7 @@ impl Registry {
 
     /// Stops the process and starts it again on the same data directory (on a new free port).
     pub async fn restart(mut self) -> Registry {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         let (data, database, env) = (self.data.clone(), self.database.clone(), self.env.clone());
         drop(self);
         Registry::spawn(data, database, env).await
@@ -212,8 +205,11 @@ impl Registry {
         self.data.path().join("data")
     }
 
-    /// Everything the process logged so far.
+    /// Everything the process (or every service) logged so far.
     pub fn log(&self) -> String {
+        if let Process::Services(fleet) = &self.process {
+            return fleet.logs();
+        }
         let mut text = String::new();
         if let Ok(mut file) = std::fs::File::open(&self.log_path) {
             let _ = file.read_to_string(&mut text);
@@ -223,7 +219,23 @@ impl Registry {
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        match &mut self.process {
+            Process::Single(child) => matches!(child.try_wait(), Ok(None)),
+            Process::Services(fleet) => fleet.all_running(),
+        }
+    }
+
+    fn stop(&mut self) {
+        match &mut self.process {
+            Process::Single(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            // The fleet's processes stop when it drops; replace it with nothing running.
+            Process::Services(_) => {
+                let _ = std::mem::replace(&mut self.process, Process::Single(dead_child()));
+            }
+        }
     }
 
     /// Pushes a blob monolithically (`POST ?digest=`) and returns its digest.
@@ -306,9 +318,47 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
+}
+
+/// Starts the single binary on a free port; returns it, the port and its log file.
+fn spawn_single(root: &Path, env: &[(String, String)]) -> (Child, u16, PathBuf) {
+    let bin = registry_bin();
+    assert!(
+        bin.exists(),
+        "registry binary not found at {} (run `cargo build -p registry` or set REGISTRY_BIN)",
+        bin.display()
+    );
+    let port = free_port();
+    let log_path = root.join(format!("registry-{port}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .expect("open log file");
+    let mut command = Command::new(&bin);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("DATA_DIR", root.join("data"))
+        .env("LOG_LEVEL", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log handle"))
+        .stderr(log);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    (command.spawn().expect("spawn registry"), port, log_path)
+}
+
+/// A child that has already exited, to stand where a stopped fleet was.
+fn dead_child() -> Child {
+    let mut child = Command::new("true").spawn().expect("spawn true");
+    let _ = child.wait();
+    child
 }
 
 /// An image pushed by [`Registry::push_image`], with every byte kept for comparison.

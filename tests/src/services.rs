@@ -169,7 +169,8 @@ pub struct Hop {
 /// The four services (two `upload` instances) behind a test router.
 #[derive(Debug)]
 pub struct Fleet {
-    pub data: tempfile::TempDir,
+    /// Owns the data directory when the fleet made it ([`Fleet::start`]).
+    pub data: Option<tempfile::TempDir>,
     pub services: BTreeMap<&'static str, Vec<ServiceProcess>>,
     pub router: TestRouter,
     /// The shared PostgreSQL database with `TEST_METADATA=postgres`; SQLite otherwise.
@@ -183,18 +184,28 @@ impl Fleet {
     /// `DATA_DIR`.
     pub async fn start() -> Fleet {
         let data = tempfile::tempdir().expect("temp dir");
-        let data_dir = data.path().join("data");
         let database = match crate::metadata_engine() {
             crate::database::Engine::Postgres => Some(crate::TestDatabase::create().await),
             crate::database::Engine::Sqlite => None,
         };
-        let env: Vec<(&str, &str)> = database
+        let env: Vec<(String, String)> = database
             .iter()
-            .map(|db| ("DATABASE_URL", db.url()))
+            .map(|db| ("DATABASE_URL".to_owned(), db.url().to_owned()))
             .collect();
+        let mut fleet = Fleet::start_in(data.path(), &env).await;
+        fleet.data = Some(data);
+        fleet.database = database;
+        fleet
+    }
+
+    /// Starts the fleet on `root/data` (logs in `root`) with extra environment variables;
+    /// the caller owns the directory and any database named in `env`.
+    pub async fn start_in(root: &Path, env: &[(String, String)]) -> Fleet {
+        let data_dir = root.join("data");
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut services: BTreeMap<&'static str, Vec<ServiceProcess>> = BTreeMap::new();
         for name in ["manifest", "blob", "upload", "upload", "api"] {
-            let process = ServiceProcess::start(name, &data_dir, data.path(), &env).await;
+            let process = ServiceProcess::start(name, &data_dir, root, &env).await;
             services.entry(name).or_default().push(process);
         }
         let backends = services
@@ -206,11 +217,19 @@ impl Fleet {
             .collect();
         let router = TestRouter::start(RouteTable::load(), backends).await;
         Fleet {
-            data,
+            data: None,
             services,
             router,
-            database,
+            database: None,
         }
+    }
+
+    /// Whether every process still runs.
+    pub fn all_running(&mut self) -> bool {
+        self.services
+            .values_mut()
+            .flatten()
+            .all(|p| matches!(p.child.try_wait(), Ok(None)))
     }
 
     /// The first instance of a service.
@@ -288,6 +307,10 @@ impl TestRouter {
     /// `host:port`, as clients name the registry.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Absolute URL of a path on the router.

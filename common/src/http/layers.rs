@@ -178,9 +178,15 @@ impl RequestLine {
     fn log(self, response: &Response, latency: Duration) {
         let status = response.status().as_u16();
         if !telemetry::json_enabled() {
+            // The request target as the client wrote it in HTTP/1.1 (an h2 request carries
+            // scheme and authority too; they say nothing here).
+            let target = self
+                .uri
+                .path_and_query()
+                .map_or_else(|| self.uri.path().to_owned(), |pq| pq.as_str().to_owned());
             tracing::info!(
                 method = %self.method,
-                uri = %self.uri,
+                uri = %target,
                 status,
                 latency_ms = latency.as_millis() as u64,
                 "request"
