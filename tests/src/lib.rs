@@ -60,17 +60,64 @@ fn storage_env() -> Vec<(String, String)> {
         .expect("TEST_STORAGE=gcs needs GCS_TEST_ENDPOINT (scripts/gcs-emulator.sh start)");
     let bucket = std::env::var("GCS_TEST_BUCKET").unwrap_or_else(|_| "registry-test".to_owned());
     let prefix = format!("test-{}/", database::unique_suffix());
-    [
+    let mut env: Vec<(String, String)> = [
         ("STORAGE_BACKEND", "gcs".to_owned()),
         ("BUCKET_NAME", bucket),
         ("GCS_ENDPOINT", endpoint),
         ("GCS_ANONYMOUS", "true".to_owned()),
         ("GCS_PREFIX", prefix),
-        ("GCS_REDIRECT_DOWNLOADS", "false".to_owned()),
+        ("GCS_REDIRECT_DOWNLOADS", gcs_redirects().to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    .collect();
+    if gcs_redirects() {
+        env.push(("GCS_SIGNING_KEY_FILE".to_owned(), signing_key_file()));
+    }
+    env
+}
+
+/// `TEST_GCS_REDIRECTS=on` (with `TEST_STORAGE=gcs`): blob downloads answer 307 to V4 signed
+/// URLs of the emulator, signed with a service-account key made for the run.
+pub fn gcs_redirects() -> bool {
+    std::env::var("TEST_STORAGE").as_deref() == Ok("gcs")
+        && std::env::var("TEST_GCS_REDIRECTS").as_deref() == Ok("on")
+}
+
+/// A service-account JSON key with a fresh RSA key (by `openssl`), made once per test process.
+fn signing_key_file() -> String {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let out = Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ])
+            .output()
+            .expect("run openssl genpkey");
+        assert!(
+            out.status.success(),
+            "openssl genpkey: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let key = serde_json::json!({
+            "type": "service_account",
+            "project_id": "registry-test",
+            "private_key_id": "test-key",
+            "private_key": String::from_utf8(out.stdout).expect("PEM is text"),
+            "client_email": "registry@registry-test.iam.gserviceaccount.com",
+            "client_id": "1",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        });
+        let path =
+            std::env::temp_dir().join(format!("registry-test-key-{}.json", std::process::id()));
+        std::fs::write(&path, key.to_string()).expect("write the test key");
+        path.display().to_string()
+    })
+    .clone()
 }
 
 /// Path of the registry binary under test.

@@ -150,6 +150,14 @@ async fn pull(skopeo: &Skopeo, reg: &Registry, src: &str, dst: &std::path::Path,
             ],
         )
         .await;
+    if registry_tests::gcs_redirects() {
+        // Blobs came through the storage's signed URLs, not through the registry.
+        assert!(
+            reg.log().contains("status=307"),
+            "redirected downloads are on but no blob GET answered 307:\n{}",
+            reg.log()
+        );
+    }
 }
 
 #[tokio::test]
