@@ -42,10 +42,16 @@ ensure_cargo() {
     fi
 }
 
-# skopeo is the real client the end-to-end tests drive.
+# skopeo is the real client the end-to-end tests drive; openssl makes the test service-account
+# key for signed URLs; python3 (with venv) runs the GCS emulator's installer and the deploy checks.
 ensure_skopeo() {
-    if ! command -v skopeo >/dev/null 2>&1; then
-        apt_install skopeo
+    local missing=()
+    command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        apt_install "${missing[@]}"
     fi
     log "$(skopeo --version)"
 }
