@@ -166,10 +166,12 @@ run_tests() {
         --test conformance_discovery --test conformance_errors --test robustness \
         --test robustness_http --test skopeo --test postgres "$@" 2>&1 |
         tee -a "$output" || status=$?
-    # A real client with downloads redirected to GCS signed URLs (307), as in production.
-    log "cargo test -p registry-tests --test skopeo (TEST_STORAGE=gcs TEST_GCS_REDIRECTS=on) $*"
+    # Downloads redirected to GCS signed URLs (307), as in production: clients follow them.
+    log "cargo test -p registry-tests (TEST_STORAGE=gcs TEST_GCS_REDIRECTS=on) $*"
     TEST_STORAGE=gcs TEST_GCS_REDIRECTS=on TEST_METADATA=postgres cargo test -p registry-tests \
-        --no-fail-fast --test skopeo "$@" 2>&1 | tee -a "$output" || status=$?
+        --no-fail-fast --test conformance_pull --test conformance_push \
+        --test conformance_manifests --test conformance_discovery --test conformance_errors \
+        --test skopeo "$@" 2>&1 | tee -a "$output" || status=$?
     # The conformance and skopeo suites through the four service binaries (two `upload`
     # instances) behind a router applying the load balancer's route table (terraform/routes.json).
     log "cargo test -p registry-tests (TEST_TOPOLOGY=services TEST_METADATA=postgres) $*"

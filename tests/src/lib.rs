@@ -189,7 +189,12 @@ impl Registry {
             (Process::Single(child), port, log_path)
         };
         let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+            // With redirected downloads a client follows the 307 to storage, as docker does.
+            .redirect(if gcs_redirects() {
+                reqwest::redirect::Policy::limited(3)
+            } else {
+                reqwest::redirect::Policy::none()
+            })
             .build()
             .expect("http client");
         let mut registry = Registry {

@@ -47,14 +47,19 @@ impl BlobService {
     }
 
     /// Where a client should fetch a linked blob from, when the backend serves downloads by
-    /// redirect (GCS signed URLs). Signing failures fall back to streaming (`None`): a pull
-    /// should not fail because a redirect could not be made.
+    /// redirect (GCS signed URLs). A `Range` that cannot be satisfied is answered here (416),
+    /// since the registry knows the size. Signing failures fall back to streaming (`None`): a
+    /// pull should not fail because a redirect could not be made.
     pub async fn download_url(
         &self,
         name: &RepositoryName,
         digest: &Digest,
+        range_header: Option<&str>,
     ) -> Result<Option<String>, RegistryError> {
-        self.size(name, digest).await?;
+        let size = self.size(name, digest).await?;
+        if let Some(header) = range_header {
+            checked_range(header, size)?;
+        }
         match self.storage.download_url(&BlobKey(digest.clone())).await {
             Ok(url) => Ok(url),
             Err(e) => {
@@ -74,18 +79,7 @@ impl BlobService {
         let size = self.size(name, digest).await?;
         let range = match range_header {
             None => None,
-            Some(header) => match parse_range(header, size) {
-                RangeRequest::Ignore => None,
-                RangeRequest::Range(range) => Some(range),
-                RangeRequest::Unsatisfiable => {
-                    return Err(RegistryError::new(
-                        OciCode::RangeInvalid,
-                        "requested range not satisfiable",
-                    )
-                    .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-                    .with_header(CONTENT_RANGE, format!("bytes */{size}")));
-                }
-            },
+            Some(header) => checked_range(header, size)?,
         };
         match self.storage.read(&BlobKey(digest.clone()), range).await {
             Ok(body) => Ok(BlobRead { size, range, body }),
@@ -112,6 +106,20 @@ impl BlobService {
             )
             .with_status(StatusCode::CONFLICT)),
         }
+    }
+}
+
+/// The range a `Range` header names, `None` to send everything, or the 416 answer.
+fn checked_range(header: &str, size: u64) -> Result<Option<ByteRange>, RegistryError> {
+    match parse_range(header, size) {
+        RangeRequest::Ignore => Ok(None),
+        RangeRequest::Range(range) => Ok(Some(range)),
+        RangeRequest::Unsatisfiable => Err(RegistryError::new(
+            OciCode::RangeInvalid,
+            "requested range not satisfiable",
+        )
+        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+        .with_header(CONTENT_RANGE, format!("bytes */{size}"))),
     }
 }
 

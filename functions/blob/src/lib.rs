@@ -65,7 +65,8 @@ async fn get_blob(
     headers: HeaderMap,
 ) -> Result<Response, RegistryError> {
     let digest = Digest::parse(&digest)?;
-    if let Some(url) = state.blobs.download_url(&name, &digest).await? {
+    let range = headers.get(RANGE).and_then(|v| v.to_str().ok());
+    if let Some(url) = state.blobs.download_url(&name, &digest, range).await? {
         // The signed URL honours `Range` itself; clients follow the redirect with it.
         let headers = [
             (LOCATION, url),
@@ -73,7 +74,6 @@ async fn get_blob(
         ];
         return Ok((StatusCode::TEMPORARY_REDIRECT, headers).into_response());
     }
-    let range = headers.get(RANGE).and_then(|v| v.to_str().ok());
     let read = state.blobs.read(&name, &digest, range).await?;
     let body = Body::from_stream(read.body);
     Ok(match read.range {
