@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::config::LimitsConfig;
 use crate::metadata::Metadata;
-use crate::services::{BlobService, ManifestService, UploadService};
+use crate::services::{BlobService, ManagementService, ManifestService, UploadService};
 use crate::storage::Storage;
 
 /// Shared, cheaply cloned application state.
@@ -17,6 +17,8 @@ pub struct AppState {
     pub blobs: BlobService,
     pub uploads: UploadService,
     pub manifests: ManifestService,
+    /// The management API's operations.
+    pub management: ManagementService,
     pub limits: LimitsConfig,
     /// A request body that sends nothing for this long is aborted.
     pub body_idle_timeout: Duration,
@@ -33,7 +35,8 @@ impl AppState {
             metadata: metadata.clone(),
             storage: storage.clone(),
             blobs: BlobService::new(metadata.clone(), storage.clone()),
-            uploads: UploadService::new(metadata.clone(), storage),
+            uploads: UploadService::new(metadata.clone(), storage.clone()),
+            management: ManagementService::new(metadata.clone(), storage),
             manifests: ManifestService::new(metadata),
             limits,
             body_idle_timeout,

@@ -9,6 +9,7 @@
 mod blob_lock;
 mod blobs;
 mod maintenance;
+mod management;
 mod manifests;
 mod repositories;
 mod uploads;
@@ -24,6 +25,7 @@ use crate::config::DbConfig;
 pub use blob_lock::BlobLock;
 pub use blobs::Deletion;
 pub use maintenance::{Indexed, LinkRef, ManifestRow, StaleUpload, cutoff};
+pub use management::{ManifestSummaryRow, RepositoryRow, TagRow, UploadParts};
 pub use manifests::{ManifestPut, NewManifest, ReferrerRow, StoredManifest};
 pub use uploads::{PartRecord, UploadRow};
 
@@ -201,8 +203,8 @@ pub struct HotQuery {
     pub params: &'static str,
 }
 
-/// Every hot-path query.
-pub const HOT_QUERIES: [HotQuery; 7] = [
+/// Every hot-path query (the management API's listings count: a dashboard pages through them).
+pub const HOT_QUERIES: [HotQuery; 11] = [
     HotQuery {
         name: "manifest by tag",
         sql: manifests::MANIFEST_BY_TAG,
@@ -237,6 +239,26 @@ pub const HOT_QUERIES: [HotQuery; 7] = [
         name: "upload by id",
         sql: uploads::UPLOAD_BY_ID,
         params: "tt",
+    },
+    HotQuery {
+        name: "management: project repositories page",
+        sql: management::REPOSITORIES_PAGE,
+        params: "tti",
+    },
+    HotQuery {
+        name: "management: tags page",
+        sql: management::TAG_ROWS_PAGE,
+        params: "iti",
+    },
+    HotQuery {
+        name: "management: manifests page",
+        sql: management::MANIFESTS_PAGE,
+        params: "iiti",
+    },
+    HotQuery {
+        name: "management: repository size",
+        sql: management::REPOSITORY_SIZE,
+        params: "i",
     },
 ];
 

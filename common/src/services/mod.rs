@@ -1,12 +1,16 @@
 //! Domain logic: what each registry operation means, over the metadata layer and storage.
-//! Services return [`RegistryError`](crate::error::RegistryError) values ready to answer;
-//! handlers call services, services never call handlers.
+//! Services of the distribution API return [`RegistryError`](crate::error::RegistryError)
+//! values ready to answer; the management service returns its own typed errors, which the
+//! `api` crate maps to its envelope. Handlers call services, services never call handlers.
 
 mod blob_service;
+pub mod management_model;
+mod management_service;
 mod manifest_service;
 pub mod upload_service;
 
 pub use blob_service::{BlobRead, BlobService};
+pub use management_service::{ManagementError, ManagementService};
 pub use manifest_service::{ManifestService, Page, PushedManifest};
 pub use upload_service::{ContentRange, UploadService, UploadState};
 
