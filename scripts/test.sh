@@ -180,9 +180,10 @@ run_tests() {
         --test conformance_discovery --test conformance_errors --test skopeo "$@" 2>&1 |
         tee -a "$output" || status=$?
     # Deployment files, offline: Terraform parsed and checked against the provider schema, the
-    # URL map against the route table, env vars against the README, checkov, hadolint.
-    log "scripts/check-deploy.sh"
-    scripts/check-deploy.sh 2>&1 | tee -a "$output" || status=$?
+    # URL map against the route table, env vars against the README, checkov, hadolint; and the
+    # Dockerfile builder stage's cargo command run here (a release build of every binary).
+    log "scripts/check-deploy.sh --build"
+    scripts/check-deploy.sh --build 2>&1 | tee -a "$output" || status=$?
     log "summary"
     grep -E '^(     Running|   Doc-tests|test result:)|^error|FAILED|panicked|^deploy: ' "$output" || true
     awk '/^test result:/ { passed += $4; failed += $6 }
