@@ -333,6 +333,65 @@ fn default_page_max() -> u32 {
     10_000
 }
 
+/// The management API (`/api/`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ApiConfig {
+    /// `API_CORS_ORIGINS`: the dashboards allowed to call the management API from a browser,
+    /// with the user's credentials: comma-separated origins (`https://dash.example.com`).
+    #[serde(default)]
+    pub api_cors_origins: CorsOrigins,
+}
+
+/// Origins (`scheme://host[:port]`) allowed to call the management API from a browser.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CorsOrigins(std::sync::Arc<[String]>);
+
+impl CorsOrigins {
+    /// Parses a comma-separated list. `*` is refused: the API takes credentials, and browsers
+    /// send none to a wildcard.
+    pub fn parse(raw: &str) -> Result<CorsOrigins, String> {
+        let mut origins = Vec::new();
+        for origin in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            let valid = host.is_some_and(|h| {
+                !h.is_empty()
+                    && h.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                    })
+            });
+            if !valid {
+                return Err(format!(
+                    "API_CORS_ORIGINS: {origin:?} is not an origin; expected scheme://host[:port] \
+                     without a path, e.g. https://dash.example.com (`*` is not allowed: the API \
+                     takes credentials)"
+                ));
+            }
+            origins.push(origin.to_ascii_lowercase());
+        }
+        Ok(CorsOrigins(origins.into()))
+    }
+
+    /// Whether a request's `Origin` is one of them.
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        self.0
+            .iter()
+            .any(|o| o.as_bytes().eq_ignore_ascii_case(origin))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for CorsOrigins {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        CorsOrigins::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LogConfig {
@@ -375,6 +434,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    pub api: ApiConfig,
 }
 
 impl Config {
@@ -394,7 +454,8 @@ impl Config {
             db: envy::from_iter(vars.clone())?,
             auth: envy::from_iter(vars.clone())?,
             limits: envy::from_iter(vars.clone())?,
-            log: envy::from_iter(vars)?,
+            log: envy::from_iter(vars.clone())?,
+            api: envy::from_iter(vars)?,
         };
         config.validate()?;
         Ok(config)
@@ -527,6 +588,33 @@ mod tests {
             ])
             .is_ok()
         );
+    }
+
+    #[test]
+    fn cors_origins_are_origins() {
+        let api = |raw: &str| {
+            envy::from_iter::<_, ApiConfig>([("API_CORS_ORIGINS".to_owned(), raw.to_owned())])
+                .map(|c| c.api_cors_origins)
+                .map_err(|e| e.to_string())
+        };
+        let origins = api(" https://Dash.example.com, http://127.0.0.1:3000,,").unwrap();
+        assert!(origins.allows(b"https://dash.example.com"));
+        assert!(origins.allows(b"http://127.0.0.1:3000"));
+        assert!(!origins.allows(b"https://dash.example.com.evil"));
+        assert!(!origins.allows(b"http://dash.example.com"));
+        assert!(api("").unwrap().is_empty());
+        for bad in [
+            "*",
+            "dash.example.com",
+            "https://dash.example.com/",
+            "https://",
+            "ftp://x",
+        ] {
+            let e = api(bad).unwrap_err();
+            assert!(e.contains("API_CORS_ORIGINS"), "{bad}: {e}");
+        }
+        let unset: ApiConfig = envy::from_iter(Vec::<(String, String)>::new()).unwrap();
+        assert!(unset.api_cors_origins.is_empty());
     }
 
     #[test]

@@ -130,15 +130,6 @@ impl Caller {
         }
     }
 
-    /// Credentials, if sent, must be valid; anonymous callers pass (the management API then
-    /// asks [`Caller::authorize_project`] per project).
-    pub fn not_rejected(&self) -> Result<(), AuthError> {
-        match *self.principal {
-            Principal::Rejected => Err(self.unauthenticated(None)),
-            _ => Ok(()),
-        }
-    }
-
     /// `action` on the repository `name`, or the refusal to answer.
     pub async fn authorize(&self, name: &RepositoryName, action: Action) -> Result<(), AuthError> {
         self.decide(Resource::Repository(name.as_str()), action)
@@ -151,7 +142,8 @@ impl Caller {
     }
 
     /// `action` on a whole project (the management API's `list` and `get`, or a registry
-    /// action across a project's repositories).
+    /// action across a project's repositories). Credentials that did not check out get the
+    /// mode's 401, whatever the rules say.
     pub async fn authorize_project(&self, project: &str, action: Action) -> Result<(), AuthError> {
         self.decide(Resource::Project(project), action).await
     }

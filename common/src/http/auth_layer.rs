@@ -9,7 +9,7 @@
 //! | `/healthz`, `/auth/token` | nothing (the token endpoint checks its own credentials) |
 //! | `/v2/<name>/…` | the action of the method (`pull`: GET/HEAD, `push`: POST/PUT/PATCH, `delete`: DELETE) on `<name>` |
 //! | `/v2/_catalog` | authentication (tokens: `registry:catalog:*`); entries filtered by `pull` |
-//! | `/api/…` | credentials, when sent, must be valid; the handler authorizes per project |
+//! | `/api/…` | nothing here: the handler authorizes per project, and answers refusals (wrong credentials included) in the management API's envelope |
 //! | anything else (`/v2/`, unknown paths) | authentication |
 //!
 //! Without an installed authorizer every request fails with 500: a binary that forgot it
@@ -78,7 +78,7 @@ pub async fn authorize(mut request: Request, next: Next) -> Response {
         Need::Authentication => caller.authenticated().await,
         Need::Catalog => caller.authorize_catalog().await,
         Need::Repository(name, action) => caller.authorize(name, *action).await,
-        Need::Management => caller.not_rejected(),
+        Need::Management => Ok(()),
     };
     if let Err(refused) = checked {
         return RegistryError::from(refused).into_response();

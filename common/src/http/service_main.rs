@@ -165,7 +165,10 @@ pub async fn serve_service(
         data_dir = %config.storage.data_dir.display(),
         "listening"
     );
-    let app = registry_app(routes.with_state(state)).layer(axum::Extension(auth));
+    // The management API's CORS layer finds the allowed origins in each request.
+    let app = registry_app(routes.with_state(state))
+        .layer(axum::Extension(auth))
+        .layer(axum::Extension(config.api.api_cors_origins.clone()));
     serve(listener, app, &config.server, shutdown_signal())
         .await
         .map_err(ServiceError::Serve)?;

@@ -1,19 +1,51 @@
-//! The `api` service: the management JSON API under `/api/`. Every answer is the envelope
-//! `{"ok":true,"data":…}` or `{"ok":false,"error":{"message":…}}`. No method exists yet: the
-//! management endpoints (issue 8) are added to [`router`]; until then every `/api/` request
-//! gets the envelope's `unknown method` with 404.
+//! The `api` service: the management JSON API for dashboards, under `/api/`.
+//!
+//! `POST /api/<method>` with a JSON body; every answer is the envelope `{"ok":true,"result":…}`
+//! (`{"ok":true}` for deletes) or `{"ok":false,"error":{"message":…}}` with a fitting status
+//! ([`envelope`]). Handlers ([`methods`]) validate, authorize the caller on the project through
+//! [`Caller::authorize_project`](registry_common::auth::Caller::authorize_project), call the
+//! management service and answer. `GET /api/openapi.json` serves the OpenAPI document of it all
+//! (`functions/api/openapi.json`), to anyone. Browsers of the dashboards named by
+//! `API_CORS_ORIGINS` may call it ([`cors`]).
 
+pub mod cors;
+pub mod envelope;
+pub mod methods;
+pub mod request;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::{Json, Router};
-use http::StatusCode;
+use http::Method;
+use http::header::CONTENT_TYPE;
 use registry_common::state::AppState;
+
+use envelope::ApiError;
+use request::method;
+
+/// The OpenAPI 3 document of the management API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Routes of the api service.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/openapi.json", any(openapi))
+        .route("/api/listRepositories", method(methods::list_repositories))
+        .route("/api/getRepository", method(methods::get_repository))
+        .route("/api/listTags", method(methods::list_tags))
+        .route("/api/listManifests", method(methods::list_manifests))
+        .route(
+            "/api/getProjectStorage",
+            method(methods::get_project_storage),
+        )
+        .route("/api/deleteTag", method(methods::delete_tag))
+        .route("/api/deleteManifest", method(methods::delete_manifest))
+        .route("/api/deleteRepository", method(methods::delete_repository))
         .route("/api", any(unknown_method))
         .route("/api/", any(unknown_method))
         .route("/api/{*rest}", any(unknown_method))
+        .layer(cors::layer())
 }
 
 /// What the `api` binary serves: the management API alone.
@@ -21,10 +53,41 @@ pub fn service_routes() -> Router<AppState> {
     router()
 }
 
+/// `GET /api/openapi.json`: the OpenAPI document.
+async fn openapi(request: Request) -> Response {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return ApiError::MethodNotAllowed { allow: "GET, HEAD" }.into_response();
+    }
+    ([(CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 /// Any `/api/` path that names no method of the management API.
-async fn unknown_method() -> (StatusCode, Json<serde_json::Value>) {
-    (
-        StatusCode::NOT_FOUND,
-        Json(serde_json::json!({ "ok": false, "error": { "message": "unknown method" } })),
-    )
+async fn unknown_method() -> ApiError {
+    ApiError::UnknownMethod
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OPENAPI;
+
+    #[test]
+    fn the_openapi_document_is_json_naming_every_method() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+        let paths = doc["paths"].as_object().expect("paths");
+        for name in [
+            "listRepositories",
+            "getRepository",
+            "listTags",
+            "listManifests",
+            "getProjectStorage",
+            "deleteTag",
+            "deleteManifest",
+            "deleteRepository",
+        ] {
+            let operation = &paths[&format!("/api/{name}")]["post"];
+            assert_eq!(operation["operationId"], name, "{name}");
+        }
+        assert!(paths.contains_key("/api/openapi.json"));
+    }
 }
