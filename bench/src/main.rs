@@ -1,25 +1,52 @@
-//! Benchmarks of the real binaries, one scenario per subcommand, each printing one JSON line
-//! per measurement on stdout (progress and errors on stderr).
+//! Benchmarks of registries over HTTP, one scenario per subcommand, each printing one JSON
+//! line per measurement on stdout (progress and errors on stderr). Every answer is checked
+//! (statuses, digests, lengths, bytes): a fast but wrong server fails instead of scoring.
 //!
 //! ```text
-//! bench cold-start --binary target/release/manifest [--runs 20] [--path /v2/] [--path /healthz] [--env K=V]
+//! bench blob-push    --url URL [--pid PID] [--size 16MiB] [--count 64] [--mode monolithic|chunked|streamed] ...
+//! bench blob-pull    --url URL [--pid PID] [--size 16MiB] [--count 64] [--verify digest,compare] [--ranges 400] ...
+//! bench small-images --url URL [--pid PID] [--images 200] [--levels 1,8,32]
+//! bench tags-list    --url URL [--pid PID] [--tags 1000] [--requests 200]
+//! bench catalog      --url URL [--pid PID] [--repos 500] [--requests 100]
+//! bench cold-start   --binary PATH [--runs 20] [--path /v2/] [--env K=V]... [--arg A]...
+//! bench limits       [--size 1GiB] [--dir DIR]      (sha256 one core, loopback TCP, write+fsync)
+//! bench table        [--a project] [--b distribution] results.jsonl...
 //! ```
 //!
-//! Scenarios live in `scenarios/`, one module each, so later ones (push and pull throughput,
-//! issue 10) sit beside `cold_start` and reuse its process helpers.
+//! Registry scenarios also take `--label` and `--storage` (what the line is about, for
+//! `bench table`); `--pid` adds the server's peak RSS and CPU seconds (from `/proc`). Each
+//! scenario's flags and defaults (the issue's sizes) are documented in its module.
+//! `scripts/bench.sh` runs them all against this project and distribution.
 
+mod cli;
+mod client;
+mod data;
+mod report;
 mod scenarios;
+mod server;
+mod table;
 
 use std::process::ExitCode;
 
+use scenarios::{blob_pull, blob_push, cold_start, images, limits, listing};
+
+const USAGE: &str = "usage: bench <blob-push|blob-pull|small-images|tags-list|catalog|cold-start|limits|table> [--flag value]... (see bench/src/main.rs)";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
     let result = match args.first().map(String::as_str) {
-        Some("cold-start") => scenarios::cold_start::Options::parse(&args[1..])
-            .and_then(|options| scenarios::cold_start::run(&options)),
-        _ => Err(anyhow::anyhow!(
-            "usage: bench cold-start --binary PATH [--runs N] [--path P]... [--env K=V]..."
-        )),
+        Some("cold-start") => {
+            cold_start::Options::parse(rest).and_then(|options| cold_start::run(&options))
+        }
+        Some("limits") => limits::run(rest),
+        Some("table") => table::run(rest),
+        Some("blob-push") => block_on(blob_push::run(rest)),
+        Some("blob-pull") => block_on(blob_pull::run(rest)),
+        Some("small-images") => block_on(images::run(rest)),
+        Some("tags-list") => block_on(listing::tags(rest)),
+        Some("catalog") => block_on(listing::catalog(rest)),
+        _ => Err(anyhow::anyhow!(USAGE)),
     };
     match result {
         Ok(lines) => {
@@ -33,4 +60,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<Vec<String>>>>(
+    work: F,
+) -> anyhow::Result<Vec<String>> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(work)
 }

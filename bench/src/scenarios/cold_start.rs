@@ -7,6 +7,12 @@
 //! process is killed after each run. A path that answers anything but `200` fails the run (the
 //! binary does not serve it), so `--path /v2/` suits `manifest` and `registry`, and `/healthz`
 //! suits every binary.
+//!
+//! Another registry (distribution) is measured the same way: `--arg` adds command-line
+//! arguments, and `{port}` and `{data}` in `--arg` and `--env` values stand for the run's port
+//! and data directory, e.g. `--binary docker-registry --arg serve --arg config.yml --env
+//! REGISTRY_HTTP_ADDR=127.0.0.1:{port} --env REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY={data}`.
+//! `--label` and `--storage` name the line for `bench table`.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -28,16 +34,23 @@ pub struct Options {
     pub runs: usize,
     pub paths: Vec<String>,
     pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+    pub label: String,
+    pub storage: String,
 }
 
 impl Options {
-    /// Parses `--binary PATH [--runs N] [--path P]... [--env K=V]...`.
+    /// Parses `--binary PATH [--runs N] [--path P]... [--env K=V]... [--arg A]... [--label L]
+    /// [--storage S]`.
     pub fn parse(args: &[String]) -> anyhow::Result<Options> {
         let mut options = Options {
             binary: PathBuf::new(),
             runs: 20,
             paths: Vec::new(),
             env: Vec::new(),
+            args: Vec::new(),
+            label: "registry".to_owned(),
+            storage: "disk".to_owned(),
         };
         let mut args = args.iter();
         while let Some(flag) = args.next() {
@@ -52,6 +65,9 @@ impl Options {
                     let (k, v) = value.split_once('=').context("--env wants K=V")?;
                     options.env.push((k.to_owned(), v.to_owned()));
                 }
+                "--arg" => options.args.push(value.clone()),
+                "--label" => options.label.clone_from(value),
+                "--storage" => options.storage.clone_from(value),
                 other => bail!("unknown option {other}"),
             }
         }
@@ -78,23 +94,39 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<String>> {
                 .with_context(|| format!("run {} of {} on {path}", i + 1, options.runs))?;
             samples.push(elapsed);
         }
-        lines.push(summary(&options.binary, path, &mut samples).to_string());
+        lines.push(summary(options, path, &mut samples).to_string());
     }
     Ok(lines)
 }
 
-/// The JSON line for one path's samples (in milliseconds).
-fn summary(binary: &std::path::Path, path: &str, samples: &mut [f64]) -> serde_json::Value {
+/// The JSON line for one path's samples (in milliseconds), in `bench table`'s form.
+fn summary(options: &Options, path: &str, samples: &mut [f64]) -> serde_json::Value {
     samples.sort_by(f64::total_cmp);
     let round = |ms: f64| (ms * 100.0).round() / 100.0;
+    let (p50, p90) = (percentile(samples, 50), percentile(samples, 90));
+    let (min, max) = (
+        samples.first().copied().unwrap_or_default(),
+        samples.last().copied().unwrap_or_default(),
+    );
     serde_json::json!({
         "scenario": "cold-start",
-        "binary": binary.display().to_string(),
+        "case": format!("exec to 200 on {path}"),
+        "label": options.label,
+        "storage": options.storage,
+        "binary": options.binary.display().to_string(),
         "path": path,
         "runs": samples.len(),
-        "p50_ms": round(percentile(samples, 50)),
-        "p90_ms": round(percentile(samples, 90)),
-        "max_ms": round(samples.last().copied().unwrap_or_default()),
+        "p50_ms": round(p50),
+        "p90_ms": round(p90),
+        "max_ms": round(max),
+        "figures": [{
+            "name": "exec to first 200 (p50)",
+            "value": round(p50),
+            "unit": "ms",
+            "better": "lower",
+            "spread": {"n": samples.len(), "min": round(min), "p50": round(p50), "p90": round(p90), "max": round(max)},
+        }],
+        "load": crate::server::load(),
     })
 }
 
@@ -132,8 +164,15 @@ fn one_run(options: &Options, path: &str) -> anyhow::Result<f64> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+    let fill = |v: &str| {
+        v.replace("{port}", &port.to_string())
+            .replace("{data}", &data.path().display().to_string())
+    };
     for (k, v) in &options.env {
-        command.env(k, v);
+        command.env(k, fill(v));
+    }
+    for arg in &options.args {
+        command.arg(fill(arg));
     }
     let started = Instant::now();
     let mut child = Running(
@@ -190,13 +229,15 @@ mod tests {
 
     #[test]
     fn options_default_paths_and_reject_unknown_flags() {
-        let args: Vec<String> = ["--binary", "x", "--runs", "3"]
+        let args: Vec<String> = ["--binary", "x", "--runs", "3", "--arg", "serve"]
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
         let options = Options::parse(&args).unwrap();
         assert_eq!(options.runs, 3);
         assert_eq!(options.paths, ["/v2/", "/healthz"]);
+        assert_eq!(options.args, ["serve"]);
+        assert_eq!(options.label, "registry");
         assert!(Options::parse(&["--bogus".to_owned(), "1".to_owned()]).is_err());
         assert!(Options::parse(&[]).is_err());
     }
