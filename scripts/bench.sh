@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# The benchmark: this project's `registry` (release build, embedded default) and distribution
+# (Debian's `docker-registry`, installed when missing) on loopback with filesystem storage,
+# every scenario of the `bench` program against both in the same run, on disk and on tmpfs
+# (/dev/shm), with the physical limits that bound them measured in the same run; then the
+# GCS path (1 GiB blob through the emulator, peak RSS) and the jobs over a seeded PostgreSQL
+# database; then one table with the ratio project/distribution per figure.
+#
+# Usage: scripts/bench.sh [--quick] [--storage disk,tmpfs] [--only SCENARIOS] [--out DIR] [--no-build]
+#   --quick      small sizes (a few minutes); without it, the issue's sizes
+#   --storage    which variants to run (default disk,tmpfs)
+#   --only       comma-separated subset of: limits,push,pull,images,tags,catalog,cold,gcs,gc
+#   --out DIR    where results.jsonl, table.md and the server logs go (default a new temp dir)
+#   --no-build   use the release binaries already in target/release
+#
+# Environment: BENCH_PG (default postgres://postgres@127.0.0.1:5432/postgres), the server on
+# which the gc scenario creates and drops a throwaway database; BENCH_GCS_ADDRESS (default
+# 127.0.0.3), the loopback address of the GCS emulator this script starts and stops (not
+# 127.0.0.2, so that a test run's emulator there is left alone).
+#
+# Every server binds 127.0.0.1 only (checked after each start); every process started here is
+# stopped on exit, and every data directory removed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+BENCH="$ROOT/target/release/bench"
+REGISTRY="$ROOT/target/release/registry"
+JOBS="$ROOT/target/release/jobs"
+
+QUICK=false
+BUILD=true
+STORAGES="disk,tmpfs"
+ONLY="limits,push,pull,images,tags,catalog,cold,gcs,gc"
+OUT=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --quick) QUICK=true ;;
+    --storage) STORAGES="$2"; shift ;;
+    --only) ONLY="$2"; shift ;;
+    --out) OUT="$2"; shift ;;
+    --no-build) BUILD=false ;;
+    *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if $QUICK; then
+    SMALL=16MiB MANY=8 BIG=64MiB FEW=2 IMAGES=40 LEVELS=1,8,32 TAGS=1000 REPOS=500
+    LIMIT_SIZE=256MiB GCS_SIZE=128MiB SEED_BLOBS=100000 SEED_MANIFESTS=10000 COLD_RUNS=5
+    RANGES=200 LIST_REQUESTS=50
+else
+    SMALL=16MiB MANY=64 BIG=512MiB FEW=3 IMAGES=200 LEVELS=1,8,32 TAGS=1000 REPOS=500
+    LIMIT_SIZE=1GiB GCS_SIZE=1GiB SEED_BLOBS=1000000 SEED_MANIFESTS=100000 COLD_RUNS=20
+    RANGES=400 LIST_REQUESTS=200
+fi
+PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
+GCS_ADDRESS="${BENCH_GCS_ADDRESS:-127.0.0.3}"
+
+OUT="${OUT:-$(mktemp -d /tmp/registry-bench.XXXXXX)}"
+mkdir -p "$OUT/logs"
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+
+log() { printf '==> %s\n' "$*" >&2; }
+wants() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+# --- clean-up of everything started here -------------------------------------------------
+PIDS=()
+CLEANUP_DIRS=()
+GCS_STARTED=false
+GC_DB=""
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    done
+    for dir in "${CLEANUP_DIRS[@]}"; do rm -rf "$dir"; done
+    if $GCS_STARTED; then scripts/gcs-emulator.sh stop "$GCS_ADDRESS" || true; fi
+    if [[ -n "$GC_DB" ]]; then psql -q "$PG" -c "DROP DATABASE IF EXISTS $GC_DB" || true; fi
+}
+trap cleanup EXIT
+
+machine_load() {
+    printf '%s | cpus %s | load %s | busiest: %s\n' "$(date -u +%H:%M:%SZ)" "$(nproc)" \
+        "$(cut -d' ' -f1-3 /proc/loadavg)" \
+        "$(ps -eo pcpu=,comm= --sort=-pcpu | head -4 | awk '{printf "%s %s%%, ", $2, $1}')"
+}
+
+# --- servers -----------------------------------------------------------------------------
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Waits until $1 answers 200 on /v2/, then checks that process $2 listens on 127.0.0.1 only.
+await_server() {
+    local url="$1" pid="$2" tries=0
+    until curl -fsS -o /dev/null "$url/v2/" 2>/dev/null; do
+        kill -0 "$pid" 2>/dev/null || { log "server $pid exited; see $OUT/logs"; return 1; }
+        tries=$((tries + 1))
+        [[ $tries -lt 300 ]] || { log "no answer from $url"; return 1; }
+        sleep 0.05
+    done
+    local bad
+    bad="$(ss -ltnpH | grep "pid=$pid," | awk '{print $4}' | grep -v '^127\.0\.0\.1:' || true)"
+    if [[ -n "$bad" ]]; then
+        log "server $pid listens beyond 127.0.0.1: $bad"
+        return 1
+    fi
+}
+
+# start_server TARGET DATA_DIR [ENV...]: starts it; sets SERVER_PID and SERVER_URL.
+start_server() {
+    local target="$1" data="$2" port
+    shift 2
+    port="$(free_port)"
+    mkdir -p "$data"
+    case "$target" in
+    project)
+        env "$@" HOST=127.0.0.1 PORT="$port" DATA_DIR="$data" LOG_LEVEL=warn JOBS_INTERVAL_SECS=0 \
+            "$REGISTRY" >>"$OUT/logs/project.log" 2>&1 &
+        ;;
+    distribution)
+        cat >"$data.yml" <<EOF
+version: 0.1
+# error is distribution's quietest level (it still logs each 404 there).
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $data
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$port
+EOF
+        docker-registry serve "$data.yml" >>"$OUT/logs/distribution.log" 2>&1 &
+        ;;
+    esac
+    SERVER_PID=$!
+    SERVER_URL="http://127.0.0.1:$port"
+    PIDS+=("$SERVER_PID")
+    await_server "$SERVER_URL" "$SERVER_PID"
+}
+
+stop_server() {
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    rm -rf "$1" "$1.yml"
+}
+
+# scenario STORAGE BASE NAME ARGS...: runs `bench NAME ARGS` against a fresh server of each
+# target in turn (same data, same sizes), appending the lines to the results.
+scenario() {
+    local storage="$1" base="$2" name="$3" target data
+    shift 3
+    for target in project distribution; do
+        data="$base/$target-$name-$RANDOM"
+        start_server "$target" "$data"
+        log "$storage $target: bench $name $*"
+        "$BENCH" "$name" --url "$SERVER_URL" --pid "$SERVER_PID" --label "$target" \
+            --storage "$storage" "$@" | tee -a "$RESULTS" >&2
+        stop_server "$data"
+    done
+}
+
+# seed_database URL BLOBS MANIFESTS: 100 manifests per repository, repositories spread over
+# 100 projects; 90% of the blobs linked (the same number per repository), each manifest
+# referencing its share of its repository's links, except that every other manifest leaves
+# out its last one. Garbage for blob-gc: MANIFESTS/2 unreferenced links, then the 10% of
+# blobs never linked plus the blobs of those links. Every row is older than the grace period.
+seed_database() {
+    local url="$1" blobs="$2" manifests="$3"
+    local repos=$((manifests / 100)) per_manifest per_repo
+    per_repo=$((blobs * 9 / 10 / repos))
+    per_manifest=$((per_repo / 100))
+    per_repo=$((per_manifest * 100))
+    local hex="lpad(to_hex(x), 64, '0')" mhex="lpad(to_hex(x + 100000000), 64, '0')"
+    psql -q -v ON_ERROR_STOP=1 "$url" <<SQL
+INSERT INTO repositories (id, name, created_at) OVERRIDING SYSTEM VALUE
+    SELECT x, 'proj' || (x % 100) || '/repo' || x, 0 FROM generate_series(1, $repos) x;
+INSERT INTO blobs (digest, size, created_at)
+    SELECT 'sha256:' || $hex, (x % 1000) * 10000, 0 FROM generate_series(1, $blobs) x;
+INSERT INTO repository_blobs (repository_id, digest, created_at)
+    SELECT (x - 1) / $per_repo + 1, 'sha256:' || $hex, 0 FROM generate_series(1, $per_repo * $repos) x;
+INSERT INTO manifests (repository_id, digest, media_type, size, payload, created_at)
+    SELECT (x - 1) / 100 + 1, 'sha256:' || $mhex, 'application/vnd.oci.image.manifest.v1+json', 2,
+        convert_to('{}', 'UTF8'), 0 FROM generate_series(1, $manifests) x;
+INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest)
+    SELECT (x - 1) / 100 + 1, 'sha256:' || $mhex,
+        'sha256:' || lpad(to_hex(((x - 1) / 100) * $per_repo + ((x - 1) % 100) * $per_manifest + k), 64, '0')
+    FROM generate_series(1, $manifests) x, generate_series(1, $per_manifest) k
+    WHERE NOT (k = $per_manifest AND x % 2 = 0);
+INSERT INTO tags (repository_id, name, manifest_digest, created_at, updated_at)
+    SELECT repository_id, 'v' || right(digest, 12), digest, 0, 0 FROM manifests;
+ANALYZE;
+SQL
+}
+
+# --- set-up ------------------------------------------------------------------------------
+if $BUILD; then
+    log "building (release): registry, jobs, bench"
+    cargo build --release -q -p registry -p registry-jobs -p registry-bench
+fi
+if ! command -v docker-registry >/dev/null 2>&1; then
+    log "installing docker-registry (distribution)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-registry >&2 ||
+        { DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-registry >&2; }
+fi
+# A copy of the binaries: a build in the shared target directory during the run must not
+# change what is measured half-way.
+mkdir -p "$OUT/bin"
+cp "$BENCH" "$REGISTRY" "$JOBS" "$OUT/bin/"
+BENCH="$OUT/bin/bench" REGISTRY="$OUT/bin/registry" JOBS="$OUT/bin/jobs"
+log "project: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- common functions || echo ' + uncommitted changes')"
+log "distribution: $(docker-registry --version 2>&1 | head -1)"
+log "results in $OUT"
+echo "start: $(machine_load)" >"$OUT/machine.txt"
+
+# --- registries, on disk and on tmpfs ----------------------------------------------------
+IFS=',' read -r -a STORAGE_LIST <<<"$STORAGES"
+for storage in "${STORAGE_LIST[@]}"; do
+    case "$storage" in
+    disk) base="$OUT/data" ;;
+    tmpfs) base="$(mktemp -d /dev/shm/registry-bench.XXXXXX)" ;;
+    *) log "unknown storage $storage"; exit 2 ;;
+    esac
+    mkdir -p "$base"
+    CLEANUP_DIRS+=("$base")
+    echo "$storage: $(machine_load)" >>"$OUT/machine.txt"
+    if wants limits; then
+        only=write
+        [[ "$storage" == disk ]] && only=sha256,tcp,write
+        "$BENCH" limits --size "$LIMIT_SIZE" --dir "$base" --storage "$storage" --only "$only" |
+            tee -a "$RESULTS" >&2
+    fi
+    if wants push; then
+        for mode in monolithic chunked streamed; do
+            scenario "$storage" "$base" blob-push --size "$SMALL" --count "$MANY" --mode "$mode"
+            scenario "$storage" "$base" blob-push --size "$BIG" --count "$FEW" --mode "$mode"
+        done
+    fi
+    if wants pull; then
+        scenario "$storage" "$base" blob-pull --size "$SMALL" --count "$MANY" --ranges "$RANGES"
+        scenario "$storage" "$base" blob-pull --size "$BIG" --count "$FEW" --ranges 0
+    fi
+    if wants images; then
+        scenario "$storage" "$base" small-images --images "$IMAGES" --levels "$LEVELS"
+    fi
+    if wants tags; then
+        scenario "$storage" "$base" tags-list --tags "$TAGS" --requests "$LIST_REQUESTS"
+    fi
+    if wants catalog; then
+        scenario "$storage" "$base" catalog --repos "$REPOS" --requests "$LIST_REQUESTS"
+    fi
+done
+
+# --- exec -> first 200 on /v2/ ---------------------------------------------------------------
+if wants cold; then
+    log "cold start"
+    "$BENCH" cold-start --binary "$REGISTRY" --runs "$COLD_RUNS" --path /v2/ --label project \
+        --env JOBS_INTERVAL_SECS=0 | tee -a "$RESULTS" >&2
+    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: /nonexistent\nhttp:\n  addr: 127.0.0.1:1\n' \
+        >"$OUT/cold.yml"
+    "$BENCH" cold-start --binary "$(command -v docker-registry)" --runs "$COLD_RUNS" --path /v2/ \
+        --label distribution --arg serve --arg "$OUT/cold.yml" \
+        --env 'REGISTRY_HTTP_ADDR=127.0.0.1:{port}' \
+        --env 'REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY={data}' | tee -a "$RESULTS" >&2
+fi
+
+# --- a blob through the GCS path (issue 4) ---------------------------------------------------
+if wants gcs; then
+    log "GCS emulator on $GCS_ADDRESS"
+    GCS_STARTED=true
+    endpoint="$(scripts/gcs-emulator.sh start "$GCS_ADDRESS")"
+    data="$(mktemp -d "$OUT/gcs.XXXXXX")"
+    start_server project "$data" STORAGE_BACKEND=gcs BUCKET_NAME=registry-test \
+        GCS_ENDPOINT="$endpoint" GCS_ANONYMOUS=true GCS_REDIRECT_DOWNLOADS=false \
+        GCS_PREFIX="bench-$RANDOM/"
+    log "gcs: push and pull one $GCS_SIZE blob"
+    "$BENCH" blob-push --url "$SERVER_URL" --pid "$SERVER_PID" --label project --storage gcs \
+        --size "$GCS_SIZE" --count 1 --mode streamed | tee -a "$RESULTS" >&2
+    "$BENCH" blob-pull --url "$SERVER_URL" --pid "$SERVER_PID" --label project --storage gcs \
+        --size "$GCS_SIZE" --count 1 --verify digest --ranges 0 | tee -a "$RESULTS" >&2
+    log "gcs: registry peak RSS over its whole life: $(grep VmHWM "/proc/$SERVER_PID/status")"
+    stop_server "$data"
+    scripts/gcs-emulator.sh stop "$GCS_ADDRESS"
+    GCS_STARTED=false
+fi
+
+# --- jobs over a seeded PostgreSQL database (issue 7) ----------------------------------------
+if wants gc; then
+    GC_DB="registry_bench_$$"
+    log "gc: seeding $GC_DB with $SEED_BLOBS blobs and $SEED_MANIFESTS manifests"
+    psql -q "$PG" -c "CREATE DATABASE $GC_DB"
+    db_url="${PG%/*}/$GC_DB"
+    gc_data="$(mktemp -d "$OUT/gc.XXXXXX")"
+    DATABASE_URL="$db_url" DATA_DIR="$gc_data" "$JOBS" migrate 2>>"$OUT/logs/jobs.log"
+    seed_database "$db_url" "$SEED_BLOBS" "$SEED_MANIFESTS"
+    for job in blob-gc blob-gc project-storage; do
+        pass="first run"
+        [[ "$job" == blob-gc && -n "${GC_DONE:-}" ]] && pass="rerun, nothing to collect"
+        [[ "$job" == blob-gc ]] && GC_DONE=1
+        log "gc: jobs $job ($pass)"
+        DATABASE_URL="$db_url" DATA_DIR="$gc_data" LOG_LEVEL=info \
+            /usr/bin/time -v -o "$OUT/time.txt" "$JOBS" "$job" 2>>"$OUT/logs/jobs.log"
+        seconds="$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$OUT/time.txt")"
+        rss_kib="$(awk -F': ' '/Maximum resident set size/ {print $2}' "$OUT/time.txt")"
+        summary="$(grep -a "$job" "$OUT/logs/jobs.log" | grep -a examined | tail -1 | sed 's/.*INFO //' | cut -c1-200)"
+        jq -cn --arg case "$job $pass ($SEED_BLOBS blobs, $SEED_MANIFESTS manifests)" \
+            --argjson s "$seconds" --argjson r "$rss_kib" --arg summary "$summary" \
+            --argjson load "$(cut -d' ' -f1 /proc/loadavg)" \
+            '{scenario:"gc-seeded", case:$case, label:"project", storage:"postgres",
+              figures:[{name:"time", value:$s, unit:"s", better:"lower"},
+                       {name:"jobs peak RSS", value:(($r/1024*100|round)/100), unit:"MiB", better:"lower"}],
+              summary:$summary, load:{load1:$load}}' | tee -a "$RESULTS" >&2
+    done
+    psql -q "$PG" -c "DROP DATABASE $GC_DB"
+    GC_DB=""
+fi
+
+echo "end: $(machine_load)" >>"$OUT/machine.txt"
+{
+    echo "Machine: $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+    sed 's/^/  /' "$OUT/machine.txt"
+    echo
+    "$BENCH" table "$RESULTS"
+} | tee "$OUT/table.md"
+log "results: $RESULTS; table: $OUT/table.md"
