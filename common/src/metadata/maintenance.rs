@@ -326,28 +326,7 @@ async fn write_references(
     .bind(&row.digest)
     .execute(&mut **tx)
     .await?;
-    for blob in &parsed.blobs {
-        sqlx::query(
-            "INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) \
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(row.repository_id)
-        .bind(&row.digest)
-        .bind(blob.digest.to_string())
-        .execute(&mut **tx)
-        .await?;
-    }
-    for child in &parsed.children {
-        sqlx::query(
-            "INSERT INTO manifest_children (repository_id, manifest_digest, child_digest) \
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(row.repository_id)
-        .bind(&row.digest)
-        .bind(child.digest.to_string())
-        .execute(&mut **tx)
-        .await?;
-    }
+    super::manifests::insert_references(tx, row.repository_id, &row.digest, parsed).await?;
     Ok(())
 }
 

@@ -295,28 +295,7 @@ async fn insert_manifest(
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    for blob in &manifest.parsed.blobs {
-        sqlx::query(
-            "INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) \
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(repository_id)
-        .bind(&digest)
-        .bind(blob.digest.to_string())
-        .execute(&mut **tx)
-        .await?;
-    }
-    for child in &manifest.parsed.children {
-        sqlx::query(
-            "INSERT INTO manifest_children (repository_id, manifest_digest, child_digest) \
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(repository_id)
-        .bind(&digest)
-        .bind(child.digest.to_string())
-        .execute(&mut **tx)
-        .await?;
-    }
+    insert_references(tx, repository_id, &digest, manifest.parsed).await?;
     if let Some(tag) = tag {
         sqlx::query(
             "INSERT INTO tags (repository_id, name, manifest_digest, created_at, updated_at) \
@@ -327,6 +306,38 @@ async fn insert_manifest(
         .bind(tag.as_str())
         .bind(&digest)
         .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Writes a manifest's reference rows (config and layers, index children); existing rows stay.
+pub(crate) async fn insert_references(
+    tx: &mut Transaction<'static, Any>,
+    repository_id: i64,
+    digest: &str,
+    parsed: &ParsedManifest,
+) -> Result<(), sqlx::Error> {
+    for blob in &parsed.blobs {
+        sqlx::query(
+            "INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(repository_id)
+        .bind(digest)
+        .bind(blob.digest.to_string())
+        .execute(&mut **tx)
+        .await?;
+    }
+    for child in &parsed.children {
+        sqlx::query(
+            "INSERT INTO manifest_children (repository_id, manifest_digest, child_digest) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(repository_id)
+        .bind(digest)
+        .bind(child.digest.to_string())
         .execute(&mut **tx)
         .await?;
     }
