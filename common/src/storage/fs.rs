@@ -2,11 +2,11 @@
 //! writer thread and fsync'd before it counts; a blob appears under its final name only
 //! complete (hard link of a single part, or a concatenated temp file renamed into place).
 
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
@@ -17,7 +17,10 @@ use super::{
 };
 use crate::oci::{Algorithm, Digest, UploadId};
 
+/// Bytes gathered before a write call.
 const WRITE_BUFFER: usize = 1024 * 1024;
+/// Bytes written between two background flushes of a part.
+const SYNC_EVERY: u64 = 2 * 1024 * 1024;
 const READ_CHUNK: usize = 256 * 1024;
 
 /// Blobs and upload parts under one directory.
@@ -233,9 +236,12 @@ enum PartFailure {
     Io(std::io::Error),
 }
 
-/// Streams a body into a new file. Chunks gather into a buffer that a blocking task writes
-/// while the next one fills (two buffers at most), so memory stays flat, network reads and
-/// disk writes overlap, and an idle client holds no thread.
+/// Streams a body into a new file. Chunks gather into a batch (the body's own buffers, not
+/// copied) that a blocking task writes while the next one fills (two batches at most), so
+/// memory stays flat, network reads and disk writes overlap, and an idle client holds no
+/// thread. Every `SYNC_EVERY` bytes a second blocking task flushes what is written so far
+/// (`fdatasync` on a duplicate handle) while writing goes on, so the disk works during the
+/// upload instead of all at the final `fsync`, which then has only the tail left.
 async fn write_part(path: &Path, body: BodyStream<'_>) -> Result<u64, PartFailure> {
     if let Some(dir) = path.parent() {
         tokio::fs::create_dir_all(dir)
@@ -248,20 +254,18 @@ async fn write_part(path: &Path, body: BodyStream<'_>) -> Result<u64, PartFailur
         .into_std()
         .await;
     let mut in_flight = tokio::task::spawn_blocking(move || Ok(file));
-    let mut buffer = BytesMut::with_capacity(WRITE_BUFFER);
-    let mut written = 0u64;
-    let flush = |file: std::fs::File, chunk: Bytes| {
-        tokio::task::spawn_blocking(move || {
-            let mut file = file;
-            file.write_all(&chunk).map(|()| file)
-        })
-    };
+    let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
+    let mut batch: Vec<Bytes> = Vec::new();
+    let (mut batched, mut unsynced, mut written) = (0usize, 0u64, 0u64);
     loop {
         let next = body.next().await;
         let finished = match next {
             Some(Ok(chunk)) => {
                 written += chunk.len() as u64;
-                buffer.extend_from_slice(&chunk);
+                batched += chunk.len();
+                if !chunk.is_empty() {
+                    batch.push(chunk);
+                }
                 false
             }
             Some(Err(e)) => {
@@ -270,15 +274,28 @@ async fn write_part(path: &Path, body: BodyStream<'_>) -> Result<u64, PartFailur
             }
             None => true,
         };
-        if buffer.len() >= WRITE_BUFFER || (finished && !buffer.is_empty()) {
+        if batched >= WRITE_BUFFER || (finished && !batch.is_empty()) {
             let file = joined(in_flight.await)?;
-            in_flight = flush(file, buffer.split().freeze());
+            unsynced += batched as u64;
+            if unsynced >= SYNC_EVERY && syncing.as_ref().is_none_or(|s| s.is_finished()) {
+                if let Some(done) = syncing.take() {
+                    joined_sync(done.await)?;
+                }
+                let handle = file.try_clone().map_err(PartFailure::Io)?;
+                syncing = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
+                unsynced = 0;
+            }
+            in_flight = write_batch(file, std::mem::take(&mut batch));
+            batched = 0;
         }
         if finished {
             break;
         }
     }
     let file = joined(in_flight.await)?;
+    if let Some(done) = syncing.take() {
+        joined_sync(done.await)?;
+    }
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     tokio::task::spawn_blocking(move || {
         file.sync_all()?;
@@ -288,6 +305,35 @@ async fn write_part(path: &Path, body: BodyStream<'_>) -> Result<u64, PartFailur
     .map_err(|e| PartFailure::Io(std::io::Error::other(e)))?
     .map_err(PartFailure::Io)?;
     Ok(written)
+}
+
+/// Writes a batch of chunks in as few calls as it takes, on a blocking thread.
+fn write_batch(
+    file: std::fs::File,
+    batch: Vec<Bytes>,
+) -> tokio::task::JoinHandle<std::io::Result<std::fs::File>> {
+    tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|c| IoSlice::new(c)).collect();
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            match file.write_vectored(slices) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(file)
+    })
+}
+
+fn joined_sync(
+    result: Result<std::io::Result<()>, tokio::task::JoinError>,
+) -> Result<(), PartFailure> {
+    result
+        .map_err(|e| PartFailure::Io(std::io::Error::other(e)))?
+        .map_err(PartFailure::Io)
 }
 
 fn joined(
