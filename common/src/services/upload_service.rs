@@ -217,10 +217,14 @@ impl UploadService {
         let upload = UploadId::new();
         let mut hasher = DigestHasher::new(digest.algorithm());
         let part = self
-            .write_part(&upload, 0, &mut hasher, expected_len, body)
+            .write_part_unless_empty(&upload, 0, &mut hasher, expected_len, body)
             .await?;
-        let result = self.commit_monolithic(name, digest, hasher, &part).await;
-        self.discard(std::slice::from_ref(&part.key)).await;
+        let keys: Vec<UploadPartKey> = part.iter().map(|p| p.key.clone()).collect();
+        let size = part.as_ref().map_or(0, |p| p.size);
+        let result = self
+            .commit_monolithic(name, digest, hasher, &keys, size)
+            .await;
+        self.discard(&keys).await;
         result
     }
 
@@ -229,16 +233,16 @@ impl UploadService {
         name: &RepositoryName,
         digest: &Digest,
         hasher: DigestHasher,
-        part: &WrittenPart,
+        parts: &[UploadPartKey],
+        size: u64,
     ) -> Result<(), RegistryError> {
         verify(digest, hasher.finish())?;
-        let parts = std::slice::from_ref(&part.key);
         self.storage
             .assemble(parts, &BlobKey(digest.clone()))
             .await?;
         let mut lock = self.metadata.lock_blob(digest).await?;
         self.ensure_object(digest, parts).await?;
-        lock.record(name, part.size).await?;
+        lock.record(name, size).await?;
         lock.commit().await?;
         Ok(())
     }
@@ -285,12 +289,11 @@ impl UploadService {
         let expected = expected_length(name, id, &row, range, content_length)?;
         let mut hasher = restore(&row)?;
         let part = self
-            .write_part(id, row.offset, &mut hasher, expected, body)
+            .write_part_unless_empty(id, row.offset, &mut hasher, expected, body)
             .await?;
-        if part.size == 0 {
-            self.discard(std::slice::from_ref(&part.key)).await;
+        let Some(part) = part.filter(|p| p.size > 0) else {
             return Ok(UploadState { offset: row.offset });
-        }
+        };
         let mut parts = row.parts.clone();
         parts.push(PartRecord {
             name: part.key.part.clone(),
@@ -338,24 +341,29 @@ impl UploadService {
         let expected = expected_length(name, id, &row, range, content_length)?;
         let mut hasher = restore(&row)?;
         let last = self
-            .write_part(id, row.offset, &mut hasher, expected, body)
+            .write_part_unless_empty(id, row.offset, &mut hasher, expected, body)
             .await?;
+        // The last part counts only when it holds bytes; it is deleted either way.
+        let last_key: Vec<UploadPartKey> = last.iter().map(|p| p.key.clone()).collect();
+        let last_size = last.as_ref().map_or(0, |p| p.size);
         let mut keys = part_keys(id, &row.parts);
-        if last.size > 0 {
-            keys.push(last.key.clone());
+        if last_size > 0 {
+            keys.extend(last_key.iter().cloned());
         }
-        let size = row.offset + last.size;
+        let size = row.offset + last_size;
         let result = self
             .commit_session(name, id, &row, digest, hasher, &keys, size)
             .await;
         match result {
             Ok(()) => {
                 self.discard(&keys).await;
-                self.discard(std::slice::from_ref(&last.key)).await;
+                if last_size == 0 {
+                    self.discard(&last_key).await;
+                }
                 Ok(())
             }
             Err(e) => {
-                self.discard(std::slice::from_ref(&last.key)).await;
+                self.discard(&last_key).await;
                 Err(e)
             }
         }
@@ -423,6 +431,28 @@ impl UploadService {
             .upload(name, id)
             .await?
             .ok_or_else(RegistryError::upload_unknown)
+    }
+
+    /// Writes a part, except for a body declared empty (`Content-Length: 0`, as the final
+    /// `PUT` of a chunked or streamed upload has): no part then, which spares creating, syncing
+    /// and deleting an empty file.
+    async fn write_part_unless_empty<S>(
+        &self,
+        upload: &UploadId,
+        offset: u64,
+        hasher: &mut DigestHasher,
+        expected: Option<u64>,
+        body: S,
+    ) -> Result<Option<WrittenPart>, RegistryError>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
+    {
+        if expected == Some(0) {
+            return Ok(None);
+        }
+        self.write_part(upload, offset, hasher, expected, body)
+            .await
+            .map(Some)
     }
 
     async fn write_part<S>(
