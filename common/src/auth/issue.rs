@@ -97,7 +97,10 @@ fn grant(rules: &Rules, who: Who<'_>, scopes: &[Scope]) -> Vec<AccessEntry> {
     let registry_actions: Actions = [Action::Pull, Action::Push, Action::Delete]
         .into_iter()
         .collect();
-    let management_actions: Actions = [Action::List, Action::Get].into_iter().collect();
+    // `push` on a project: the management API's deletes.
+    let management_actions: Actions = [Action::List, Action::Get, Action::Push]
+        .into_iter()
+        .collect();
     let mut access = Vec::new();
     for scope in scopes {
         let actions = match scope.kind.as_str() {

@@ -1,5 +1,5 @@
 //! The server loop: HTTP/1.1 and h2c on one port, a bound on open connections, a deadline
-//! for request headers, a cap on header size, and graceful shutdown.
+//! for request headers, a cap on header size, HTTP/1 half-close, and graceful shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,7 +34,12 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(config.header_read_timeout_secs))
-        .max_buf_size(MAX_HEADER_BYTES);
+        .max_buf_size(MAX_HEADER_BYTES)
+        // A request that arrived whole is handled even when the client closes its side right
+        // after sending it (by default hyper drops such a request unanswered, and unstarted):
+        // the management API's deletes run to the end, whoever hangs up. An answer to a client
+        // that is gone fails on its first write and ends the connection.
+        .half_close(true);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -22,7 +22,7 @@ use http::header::CONTENT_TYPE;
 use registry_common::state::AppState;
 
 use envelope::ApiError;
-use request::method;
+use request::{detached, method};
 
 /// The OpenAPI 3 document of the management API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -39,9 +39,12 @@ pub fn router() -> Router<AppState> {
             "/api/getProjectStorage",
             method(methods::get_project_storage),
         )
-        .route("/api/deleteTag", method(methods::delete_tag))
-        .route("/api/deleteManifest", method(methods::delete_manifest))
-        .route("/api/deleteRepository", method(methods::delete_repository))
+        .route("/api/deleteTag", detached(methods::delete_tag))
+        .route("/api/deleteManifest", detached(methods::delete_manifest))
+        .route(
+            "/api/deleteRepository",
+            detached(methods::delete_repository),
+        )
         .route("/api", any(unknown_method))
         .route("/api/", any(unknown_method))
         .route("/api/{*rest}", any(unknown_method))

@@ -5,14 +5,13 @@ use std::future::Future;
 
 use axum::Extension;
 use axum::extract::{Request, State};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any};
 use http::Method;
 use registry_common::auth::Caller;
 use registry_common::http::{content_type, read_limited};
 use registry_common::state::AppState;
 use serde::de::DeserializeOwned;
-use serde_json::error::Category;
 
 use crate::envelope::{Answer, ApiError};
 
@@ -36,17 +35,44 @@ where
     any(
         move |State(state): State<AppState>,
               Extension(caller): Extension<Caller>,
+              request: Request| { run(handler.clone(), Ctx { state, caller }, request) },
+    )
+}
+
+/// Like [`method`], for the deletes: the request, from its body on, is handled in a task of
+/// its own that the request only awaits. A client that hangs up or times out drops the
+/// request, never the delete: once the whole request has arrived, it is carried out to the
+/// end. (The server notices a client has gone only once the body is read, which the task
+/// does.)
+pub fn detached<P, F, Fut>(handler: F) -> MethodRouter<AppState>
+where
+    P: DeserializeOwned + Send + 'static,
+    F: Fn(Ctx, P) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
+{
+    any(
+        move |State(state): State<AppState>,
+              Extension(caller): Extension<Caller>,
               request: Request| {
-            let handler = handler.clone();
+            let task = tokio::spawn(run(handler.clone(), Ctx { state, caller }, request));
             async move {
-                let ctx = Ctx { state, caller };
-                match parameters::<P>(&ctx, request).await {
-                    Ok(params) => handler(ctx, params).await.into_response(),
-                    Err(e) => e.into_response(),
-                }
+                task.await
+                    .unwrap_or_else(|e| ApiError::internal(&e).into_response())
             }
         },
     )
+}
+
+async fn run<P, F, Fut>(handler: F, ctx: Ctx, request: Request) -> Response
+where
+    P: DeserializeOwned,
+    F: Fn(Ctx, P) -> Fut,
+    Fut: Future<Output = Result<Answer, ApiError>>,
+{
+    match parameters::<P>(&ctx, request).await {
+        Ok(params) => handler(ctx, params).await.into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn parameters<P: DeserializeOwned>(ctx: &Ctx, request: Request) -> Result<P, ApiError> {
@@ -66,10 +92,19 @@ async fn parameters<P: DeserializeOwned>(ctx: &Ctx, request: Request) -> Result<
                 ApiError::BadRequest("request body ended before it was complete".to_owned())
             }
         })?;
-    serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
-        Category::Data => ApiError::BadRequest(format!("invalid parameters: {e}")),
-        Category::Syntax | Category::Eof | Category::Io => {
-            ApiError::BadRequest(format!("malformed JSON: {e}"))
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object of the method's parameters".to_owned(),
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        // A wrong type names its field; a missing or unknown field names itself.
+        let field = e.path().to_string();
+        match field.as_str() {
+            "." => ApiError::BadRequest(format!("invalid parameters: {}", e.inner())),
+            _ => ApiError::BadRequest(format!("{field}: {}", e.inner())),
         }
     })
 }
