@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
+pub mod api;
 pub mod auth;
 pub mod database;
 pub mod oci_layout;
