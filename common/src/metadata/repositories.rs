@@ -5,14 +5,33 @@ use sqlx::{Any, Transaction};
 use super::{Metadata, MetadataError, now_millis};
 use crate::oci::RepositoryName;
 
-/// A page of tags.
-pub(crate) const TAGS_PAGE: &str =
-    "SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3";
+// Pages come back as one row: the names joined by commas (which neither a tag nor a
+// repository name may hold). Row by row, a page of 1000 tags cost about 2 ms of CPU on SQLite
+// (sqlx hands every row from its worker thread to the runtime through a channel); as one
+// value it is a single hand-over. The subquery picks the page in order; the aggregate may
+// join it in any order, so the page is sorted again here (byte order, as the "C" collation
+// and SQLite's BINARY sort), which costs less than asking the database for an ordered
+// aggregate (a second sort in a temporary b-tree).
 
-/// A catalog page.
-pub(crate) const CATALOG_PAGE: &str = "SELECT r.name FROM repositories r \
+/// A page of tags, comma-joined.
+pub(crate) const TAGS_PAGE: &str = "SELECT string_agg(name, ',') FROM \
+             (SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3) AS page";
+
+/// A catalog page, comma-joined.
+pub(crate) const CATALOG_PAGE: &str = "SELECT string_agg(name, ',') FROM \
+             (SELECT r.name FROM repositories r \
              WHERE r.name > $1 AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) \
-             ORDER BY r.name LIMIT $2";
+             ORDER BY r.name LIMIT $2) AS page";
+
+/// The names of a comma-joined page, in byte order (none when the page is empty).
+fn split_page(joined: Option<String>) -> Vec<String> {
+    let mut names: Vec<String> = joined
+        .filter(|j| !j.is_empty())
+        .map(|j| j.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    names.sort_unstable();
+    names
+}
 
 /// Returns the repository's id, creating its row when it is new. The insert comes first so
 /// that a transaction calling this holds the write lock from its first statement.
@@ -53,13 +72,13 @@ impl Metadata {
         last: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, MetadataError> {
-        let rows: Vec<(String,)> = sqlx::query_as(CATALOG_PAGE)
+        let (joined,): (Option<String>,) = sqlx::query_as(CATALOG_PAGE)
             .bind(last.unwrap_or(""))
             .bind(i64::from(limit))
-            .fetch_all(&self.read)
+            .fetch_one(&self.read)
             .await
             .map_err(MetadataError::query("list catalog"))?;
-        Ok(rows.into_iter().map(|(name,)| name).collect())
+        Ok(split_page(joined))
     }
 
     /// Tags of a repository, in byte order, after `last`.
@@ -69,13 +88,28 @@ impl Metadata {
         last: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, MetadataError> {
-        let rows: Vec<(String,)> = sqlx::query_as(TAGS_PAGE)
+        let (joined,): (Option<String>,) = sqlx::query_as(TAGS_PAGE)
             .bind(repository_id)
             .bind(last.unwrap_or(""))
             .bind(i64::from(limit))
-            .fetch_all(&self.read)
+            .fetch_one(&self.read)
             .await
             .map_err(MetadataError::query("list tags"))?;
-        Ok(rows.into_iter().map(|(name,)| name).collect())
+        Ok(split_page(joined))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_split_on_commas() {
+        assert_eq!(
+            split_page(Some("d-e,B,a,b.c".to_owned())),
+            ["B", "a", "b.c", "d-e"]
+        );
+        assert!(split_page(None).is_empty());
+        assert!(split_page(Some(String::new())).is_empty());
     }
 }
