@@ -23,14 +23,20 @@ async fn open_session(reg: &Registry, repo: &str) -> String {
         .await
         .expect("POST upload");
     assert_eq!(resp.status(), 202);
-    resp.headers()["location"].to_str().expect("location").to_owned()
+    resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned()
 }
 
 async fn patch(reg: &Registry, location: &str, start: usize, bytes: &[u8]) -> reqwest::Response {
     reg.client
         .patch(reg.url(location))
         .header("Content-Type", "application/octet-stream")
-        .header("Content-Range", format!("{}-{}", start, start + bytes.len() - 1))
+        .header(
+            "Content-Range",
+            format!("{}-{}", start, start + bytes.len() - 1),
+        )
         .body(bytes.to_vec())
         .send()
         .await
@@ -51,11 +57,17 @@ async fn an_upload_started_on_one_instance_continues_on_another() {
         let resp = patch(via, &location, offset, chunk).await;
         assert_eq!(resp.status(), 202, "chunk {i}");
         offset += chunk.len();
-        assert_eq!(resp.headers()["range"], format!("0-{}", offset - 1).as_str());
+        assert_eq!(
+            resp.headers()["range"],
+            format!("0-{}", offset - 1).as_str()
+        );
     }
     let status = a.client.get(a.url(&location)).send().await.expect("status");
     assert_eq!(status.status(), 204);
-    assert_eq!(status.headers()["range"], format!("0-{}", blob.len() - 1).as_str());
+    assert_eq!(
+        status.headers()["range"],
+        format!("0-{}", blob.len() - 1).as_str()
+    );
 
     let sep = if location.contains('?') { '&' } else { '?' };
     let put = b
@@ -90,7 +102,10 @@ async fn images_pushed_on_one_instance_pull_from_the_other() {
         .await
         .expect("GET manifest");
     assert_eq!(manifest.status(), 200);
-    assert_eq!(manifest.bytes().await.expect("body").as_ref(), image.manifest.as_slice());
+    assert_eq!(
+        manifest.bytes().await.expect("body").as_ref(),
+        image.manifest.as_slice()
+    );
     for (digest, bytes) in &image.layers {
         let got = b
             .client
@@ -119,7 +134,10 @@ async fn racing_patches_across_instances_apply_exactly_once() {
         let location = open_session(&a, "race/patch").await;
         let first = pseudo_random_bytes(64 * 1024, iteration);
         let second = pseudo_random_bytes(96 * 1024, iteration + 1000);
-        let (ra, rb) = tokio::join!(patch(&a, &location, 0, &first), patch(&b, &location, 0, &second));
+        let (ra, rb) = tokio::join!(
+            patch(&a, &location, 0, &first),
+            patch(&b, &location, 0, &second)
+        );
         let statuses = [ra.status().as_u16(), rb.status().as_u16()];
         let winner = match statuses {
             [202, 416] => &first,
@@ -128,7 +146,10 @@ async fn racing_patches_across_instances_apply_exactly_once() {
         };
         // The session holds exactly the winner's bytes and finishes with their digest.
         let status = a.client.get(a.url(&location)).send().await.expect("status");
-        assert_eq!(status.headers()["range"], format!("0-{}", winner.len() - 1).as_str());
+        assert_eq!(
+            status.headers()["range"],
+            format!("0-{}", winner.len() - 1).as_str()
+        );
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = b
             .client
@@ -145,7 +166,9 @@ async fn cloud_sql_unix_socket_url_form_works() {
     let db = TestDatabase::create().await;
     // Ask the server where its socket is, and address it the way Cloud Run addresses Cloud SQL:
     // postgres://user@/database?host=/cloudsql/PROJECT:REGION:INSTANCE (a socket directory).
-    let mut conn = sqlx::PgConnection::connect(db.url()).await.expect("connect");
+    let mut conn = sqlx::PgConnection::connect(db.url())
+        .await
+        .expect("connect");
     let (dirs,): (String,) = sqlx::query_as("SELECT current_setting('unix_socket_directories')")
         .fetch_one(&mut conn)
         .await
@@ -158,7 +181,12 @@ async fn cloud_sql_unix_socket_url_form_works() {
         .fetch_one(&mut conn)
         .await
         .expect("user");
-    let dir = dirs.split(',').next().expect("a socket directory").trim().to_owned();
+    let dir = dirs
+        .split(',')
+        .next()
+        .expect("a socket directory")
+        .trim()
+        .to_owned();
     assert!(!dir.is_empty(), "the test server listens on no unix socket");
     let url = format!("postgres://{user}@/{}?host={dir}&port={port}", db.name());
 
@@ -170,7 +198,10 @@ async fn cloud_sql_unix_socket_url_form_works() {
         .send()
         .await
         .expect("GET manifest");
-    assert_eq!(got.bytes().await.expect("body").as_ref(), image.manifest.as_slice());
+    assert_eq!(
+        got.bytes().await.expect("body").as_ref(),
+        image.manifest.as_slice()
+    );
     // The rows really went to that database.
     let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM manifests")
         .fetch_one(&mut conn)
