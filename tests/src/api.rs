@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::{OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Registry, Reply, registry_bin, send};
 
-pub use db::{database_url, repository_id, rows_of, seed_manifests, snapshot};
+pub use db::{database_url, repository_id, rows_of, seed_manifests, snapshot, wait_for_fewer_tags};
 pub use openapi::{OpenApi, is_rfc3339};
 
 /// How a client proves who it is.

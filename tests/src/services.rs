@@ -294,9 +294,7 @@ impl TestRouter {
             .await
             .expect("bind router");
         let port = listener.local_addr().expect("router address").port();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let task = tokio::spawn(serve_half_close(listener, app));
         TestRouter {
             port,
             routing,
@@ -321,6 +319,28 @@ impl TestRouter {
     /// Every request forwarded so far.
     pub fn hops(&self) -> Vec<Hop> {
         self.routing.hops.lock().expect("hops lock").clone()
+    }
+}
+
+/// Serves the router as the load balancer does: HTTP/1.1 and h2c, and a request received
+/// whole is forwarded even when the client closes its side right after sending it (HTTP/1
+/// half-close, as the registry's own server).
+async fn serve_half_close(listener: tokio::net::TcpListener, app: axum::Router) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().half_close(true);
+    let builder = Arc::new(builder);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let _ = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 

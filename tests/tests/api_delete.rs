@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use registry_tests::api::{Api, repository_id, rows_of, seed_manifests, snapshot};
+use registry_tests::api::{
+    Api, repository_id, rows_of, seed_manifests, snapshot, wait_for_fewer_tags,
+};
 use registry_tests::*;
 use serde_json::{Value, json};
 
@@ -233,8 +235,8 @@ async fn delete_repository_removes_every_row_and_is_safe_to_repeat() {
     assert_eq!(tags(&api, "doomed").await, ["2"]);
 }
 
-/// Sends a deleteRepository and hangs up at once, without reading a byte of the answer.
-async fn hang_up_on(reg: &Registry, repository: &str) {
+/// A raw HTTP/1.1 deleteRepository, sent on a new connection.
+async fn send_delete(reg: &Registry, repository: &str) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let body = repo(repository).to_string();
     let headers = [("Content-Type", "application/json")];
@@ -248,7 +250,7 @@ async fn hang_up_on(reg: &Registry, repository: &str) {
     let mut stream = raw_connect(reg).await;
     stream.write_all(&request).await.expect("write request");
     stream.flush().await.expect("flush");
-    drop(stream);
+    stream
 }
 
 /// Polls getRepository until it answers 404 (at most two minutes).
@@ -267,40 +269,49 @@ async fn wait_until_gone(api: &Api<'_>, repository: &str) {
 
 #[tokio::test]
 async fn delete_repository_finishes_after_the_client_hangs_up() {
+    const SEEDED: i64 = 10_000;
     let mut reg = Registry::start().await;
     let api = Api::anonymous(&reg);
+    let names = ["at-once", "under-way", "reset"];
     let mut ids = Vec::new();
-    for name in ["big", "bigger"] {
-        let image = reg.push_image(&format!("acme/{name}"), "1", &[100]).await;
-        seed_manifests(&reg, &format!("acme/{name}"), 20_000, &image.layers[0].0).await;
-        ids.push(
-            repository_id(&reg, &format!("acme/{name}"))
-                .await
-                .expect("id"),
-        );
+    for name in names {
+        let full = format!("acme/{name}");
+        let image = reg.push_image(&full, "1", &[100]).await;
+        seed_manifests(&reg, &full, SEEDED, &image.layers[0].0).await;
+        ids.push(repository_id(&reg, &full).await.expect("id"));
     }
     let neighbour = reg.push_image("acme/kept", "1", &[100]).await;
-    let big = rows_of(&reg, ids[0]).await;
-    assert_eq!((big["tags"], big["manifests"]), (20_001, 20_001), "{big:?}");
+    let seeded = rows_of(&reg, ids[0]).await;
+    assert_eq!(
+        (seeded["tags"], seeded["manifests"]),
+        (SEEDED + 1, SEEDED + 1),
+        "{seeded:?}"
+    );
 
-    // An HTTP/1.1 client that hangs up right after sending; an HTTP/2 one (as Cloud Run speaks
-    // to the service) that gives up waiting after 200 ms, which resets its stream.
-    hang_up_on(&reg, "big").await;
+    // HTTP/1.1: a client that closes the connection as soon as it has sent the request...
+    drop(send_delete(&reg, "at-once").await);
+    // ...and one that closes it while the delete is under way.
+    let stream = send_delete(&reg, "under-way").await;
+    wait_for_fewer_tags(&reg, ids[1], SEEDED + 1).await;
+    drop(stream);
+    // HTTP/2 (as Cloud Run speaks to the service): a client that gives up while the delete is
+    // under way, which resets its stream.
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
         .expect("client");
     let warm = h2.get(reg.url("/healthz")).send().await.expect("h2c");
     assert_eq!(warm.version(), reqwest::Version::HTTP_2);
-    let gave_up = h2
+    let request = h2
         .post(reg.url("/api/deleteRepository"))
-        .json(&repo("bigger"))
-        .timeout(Duration::from_millis(200))
-        .send()
-        .await;
-    eprintln!("the HTTP/2 client's delete: {gave_up:?}");
+        .json(&repo("reset"))
+        .send();
+    let request = tokio::spawn(request);
+    wait_for_fewer_tags(&reg, ids[2], SEEDED + 1).await;
+    request.abort();
+    eprintln!("the HTTP/2 client's delete: {:?}", request.await);
 
-    for (name, id) in ["big", "bigger"].into_iter().zip(ids) {
+    for (name, id) in names.into_iter().zip(ids) {
         wait_until_gone(&api, name).await;
         let left = rows_of(&reg, id).await;
         assert!(

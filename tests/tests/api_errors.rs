@@ -231,8 +231,8 @@ async fn requests_that_are_not_method_calls_are_refused() {
             .await;
         reply.assert_error(413, "larger than 65536 bytes");
     }
+    // Paths under /api/ (the load balancer sends `/api` itself to the registry API's service).
     for path in [
-        "/api",
         "/api/",
         "/api/nope",
         "/api/listtags",

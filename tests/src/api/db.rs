@@ -156,3 +156,27 @@ pub async fn seed_manifests(reg: &Registry, repo: &str, count: i64, blob: &str) 
     }
     pool.close().await;
 }
+
+/// Waits until the repository holds fewer than `than` tags (a delete is under way), polling
+/// for at most a minute.
+pub async fn wait_for_fewer_tags(reg: &Registry, id: i64, than: i64) {
+    let pool = pool(reg).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let count: i64 = sqlx::query("SELECT count(*) FROM tags WHERE repository_id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .expect("count tags")
+            .get(0);
+        if count < than {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delete under way in repository {id}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    pool.close().await;
+}
