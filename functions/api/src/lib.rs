@@ -4,9 +4,10 @@
 //! (`{"ok":true}` for deletes) or `{"ok":false,"error":{"message":…}}` with a fitting status
 //! ([`envelope`]). Handlers ([`methods`]) validate, authorize the caller on the project through
 //! [`Caller::authorize_project`](registry_common::auth::Caller::authorize_project), call the
-//! management service and answer. `GET /api/openapi.json` serves the OpenAPI document of it all
-//! (`functions/api/openapi.json`), to anyone. Browsers of the dashboards named by
-//! `API_CORS_ORIGINS` may call it ([`cors`]).
+//! management service and answer; the deletes run in a task of their own, so that a client
+//! that goes away does not stop one half-way ([`request::detached`]). `GET /api/openapi.json`
+//! serves the OpenAPI document of it all (`functions/api/openapi.json`), to anyone. Browsers of
+//! the dashboards named by `API_CORS_ORIGINS` may call it ([`cors`]).
 
 pub mod cors;
 pub mod envelope;
