@@ -11,6 +11,7 @@
 //! bench cold-start   --binary PATH [--runs 20] [--path /v2/] [--env K=V]... [--arg A]...
 //! bench limits       [--size 1GiB] [--dir DIR]      (sha256 one core, loopback TCP, write+fsync)
 //! bench table        [--a project] [--b distribution] results.jsonl...
+//! bench size         16MiB                          (prints the bytes, for scripts)
 //! ```
 //!
 //! Registry scenarios also take `--label` and `--storage` (what the line is about, for
@@ -41,6 +42,11 @@ fn main() -> ExitCode {
         }
         Some("limits") => limits::run(rest),
         Some("table") => table::run(rest),
+        Some("size") => rest
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("usage: bench size 16MiB"))
+            .and_then(|raw| cli::parse_size(raw))
+            .map(|bytes| vec![bytes.to_string()]),
         Some("blob-push") => block_on(blob_push::run(rest)),
         Some("blob-pull") => block_on(blob_pull::run(rest)),
         Some("small-images") => block_on(images::run(rest)),

@@ -165,15 +165,14 @@ fn target(key: &Key, value: Option<f64>, ratio: Option<f64>) -> String {
     match (scenario.as_str(), figure.as_str(), storage.as_str()) {
         ("blob-push", "throughput", "disk") => check("≥ 2×", ratio.map(|r| r >= 2.0)),
         ("blob-push", "throughput", "tmpfs") => check("≥ 4×", ratio.map(|r| r >= 4.0)),
-        ("blob-pull", "throughput", _) => check("≥ 1.2×", ratio.map(|r| r >= 1.2)),
+        ("blob-pull", "throughput", "disk" | "tmpfs") => check("≥ 1.2×", ratio.map(|r| r >= 1.2)),
         ("image-push", "images", _) => check("≥ 10×", ratio.map(|r| r >= 10.0)),
         ("tags-list" | "catalog", "requests", _) => check("≥ 10×", ratio.map(|r| r >= 10.0)),
         ("blob-push", "server peak RSS", "gcs") | ("blob-pull", "server peak RSS", "gcs") => {
             check("< 100 MiB", value.map(|v| v < 100.0))
         }
-        ("blob-push", "server peak RSS", _) if case.starts_with("512MiB") => {
-            check("< 64 MiB", value.map(|v| v < 64.0))
-        }
+        // The issue asks it of 512 MiB blobs, and that it not grow with size: every push.
+        ("blob-push", "server peak RSS", _) => check("< 64 MiB", value.map(|v| v < 64.0)),
         ("cold-start", _, _) if case.ends_with("/v2/") => check("< 50 ms", value.map(|v| v < 50.0)),
         _ => String::new(),
     }
