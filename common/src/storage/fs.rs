@@ -459,6 +459,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_part_of_many_batches_is_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage::new(dir.path());
+        let data: Vec<u8> = (0..3 * WRITE_BUFFER + 123)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let chunks: Vec<std::io::Result<Bytes>> = data
+            .chunks(65_536)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let key = UploadPartKey {
+            upload: UploadId::new(),
+            part: "0-big".into(),
+        };
+        let mut body = futures_util::stream::iter(chunks);
+        assert_eq!(
+            storage.put_part(&key, &mut body).await.unwrap(),
+            data.len() as u64
+        );
+        assert_eq!(read_all(storage.read_part(&key).await.unwrap()).await, data);
+    }
+
+    #[tokio::test]
     async fn a_failed_body_leaves_no_part() {
         let dir = tempfile::tempdir().unwrap();
         let storage = FsStorage::new(dir.path());
