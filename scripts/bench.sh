@@ -13,7 +13,8 @@
 #   --out DIR    where results.jsonl, table.md and the server logs go (default a new temp dir)
 #   --no-build   use the release binaries already in target/release
 #
-# Environment: BENCH_PG (default postgres://postgres@127.0.0.1:5432/postgres), the server on
+# Environment: BENCH_DISK_DIR (default /tmp), where the disk variant keeps the registries'
+# data; BENCH_PG (default postgres://postgres@127.0.0.1:5432/postgres), the server on
 # which the gc scenario creates and drops a throwaway database; BENCH_GCS_ADDRESS (default
 # 127.0.0.3), the loopback address of the GCS emulator this script starts and stops (not
 # 127.0.0.2, so that a test run's emulator there is left alone).
@@ -40,7 +41,7 @@ while [[ $# -gt 0 ]]; do
     --only) ONLY="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --no-build) BUILD=false ;;
-    *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
     esac
     shift
 done
@@ -228,7 +229,7 @@ echo "start: $(machine_load)" >"$OUT/machine.txt"
 IFS=',' read -r -a STORAGE_LIST <<<"$STORAGES"
 for storage in "${STORAGE_LIST[@]}"; do
     case "$storage" in
-    disk) base="$OUT/data" ;;
+    disk) base="$(mktemp -d "${BENCH_DISK_DIR:-/tmp}/registry-bench-data.XXXXXX")" ;;
     tmpfs) base="$(mktemp -d /dev/shm/registry-bench.XXXXXX)" ;;
     *) log "unknown storage $storage"; exit 2 ;;
     esac
