@@ -1,7 +1,9 @@
 //! Manifest rows, their reference rows (written in the push's transaction), tags and
 //! referrers.
 
-use sqlx::{Any, Transaction};
+use std::collections::HashMap;
+
+use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::{
     Deletion, Metadata, MetadataError, from_db_size, is_foreign_key_violation, now_millis,
@@ -87,14 +89,30 @@ impl Metadata {
             .await
             .map_err(MetadataError::query("begin manifest"))?;
         let repository_id = repositories::ensure_in(&mut tx, name).await?;
+        let blobs = sizes_of(
+            &mut tx,
+            LINKED_BLOB_SIZES,
+            repository_id,
+            &manifest.parsed.blobs,
+        )
+        .await
+        .map_err(MetadataError::query("check manifest blobs"))?;
         for blob in &manifest.parsed.blobs {
-            let stored = linked_blob_size(&mut tx, repository_id, &blob.digest).await?;
+            let stored = blobs.get(&blob.digest.to_string()).copied();
             if let Some(outcome) = check(blob, stored, ManifestPut::MissingBlob) {
                 return Ok(outcome);
             }
         }
+        let children = sizes_of(
+            &mut tx,
+            MANIFEST_SIZES,
+            repository_id,
+            &manifest.parsed.children,
+        )
+        .await
+        .map_err(MetadataError::query("check index children"))?;
         for child in &manifest.parsed.children {
-            let stored = manifest_size(&mut tx, repository_id, &child.digest).await?;
+            let stored = children.get(&child.digest.to_string()).copied();
             if let Some(outcome) = check(child, stored, ManifestPut::MissingChild) {
                 return Ok(outcome);
             }
@@ -239,36 +257,50 @@ fn check(
     }
 }
 
-async fn linked_blob_size(
-    tx: &mut Transaction<'static, Any>,
-    repository_id: i64,
-    digest: &Digest,
-) -> Result<Option<u64>, MetadataError> {
-    let row: Option<(i64,)> = sqlx::query_as(
-        "SELECT b.size FROM repository_blobs l JOIN blobs b ON b.digest = l.digest \
-         WHERE l.repository_id = $1 AND l.digest = $2",
-    )
-    .bind(repository_id)
-    .bind(digest.to_string())
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(MetadataError::query("check manifest blob"))?;
-    Ok(row.map(|(size,)| from_db_size(size)))
+/// Sizes of the blobs linked to a repository among a list of digests: `$1` the repository,
+/// then the digests.
+const LINKED_BLOB_SIZES: &str = "SELECT l.digest, b.size FROM repository_blobs l \
+     JOIN blobs b ON b.digest = l.digest WHERE l.repository_id = $1 AND l.digest IN ";
+
+/// Sizes of a repository's manifests among a list of digests.
+const MANIFEST_SIZES: &str =
+    "SELECT digest, size FROM manifests WHERE repository_id = $1 AND digest IN ";
+
+/// Descriptors per statement: one statement per manifest in practice, and far below the
+/// engines' parameter limits (SQLite 32766, PostgreSQL 65535) for the rare huge one.
+const DIGESTS_PER_STATEMENT: usize = 500;
+
+/// `($first, $first+1, …)` for `count` parameters.
+fn placeholders(first: usize, count: usize) -> String {
+    let list: Vec<String> = (first..first + count).map(|i| format!("${i}")).collect();
+    format!("({})", list.join(", "))
 }
 
-async fn manifest_size(
+/// The stored sizes of the described digests present in the repository, by digest, in as
+/// few statements as the list takes (`query` ends with `IN `, the list follows).
+async fn sizes_of(
     tx: &mut Transaction<'static, Any>,
+    query: &str,
     repository_id: i64,
-    digest: &Digest,
-) -> Result<Option<u64>, MetadataError> {
-    let row: Option<(i64,)> =
-        sqlx::query_as("SELECT size FROM manifests WHERE repository_id = $1 AND digest = $2")
-            .bind(repository_id)
-            .bind(digest.to_string())
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(MetadataError::query("check index child"))?;
-    Ok(row.map(|(size,)| from_db_size(size)))
+    descriptors: &[Descriptor],
+) -> Result<HashMap<String, u64>, sqlx::Error> {
+    let mut digests: Vec<String> = descriptors.iter().map(|d| d.digest.to_string()).collect();
+    digests.sort_unstable();
+    digests.dedup();
+    let mut sizes = HashMap::with_capacity(digests.len());
+    for batch in digests.chunks(DIGESTS_PER_STATEMENT) {
+        let sql = format!("{query}{}", placeholders(2, batch.len()));
+        // Only numbered placeholders are added to the constant text.
+        let mut statement =
+            sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql)).bind(repository_id);
+        for digest in batch {
+            statement = statement.bind(digest.as_str());
+        }
+        for (digest, size) in statement.fetch_all(&mut **tx).await? {
+            sizes.insert(digest, from_db_size(size));
+        }
+    }
+    Ok(sizes)
 }
 
 async fn insert_manifest(
@@ -319,27 +351,56 @@ pub(crate) async fn insert_references(
     digest: &str,
     parsed: &ParsedManifest,
 ) -> Result<(), sqlx::Error> {
-    for blob in &parsed.blobs {
-        sqlx::query(
-            "INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) \
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(repository_id)
-        .bind(digest)
-        .bind(blob.digest.to_string())
-        .execute(&mut **tx)
-        .await?;
-    }
-    for child in &parsed.children {
-        sqlx::query(
-            "INSERT INTO manifest_children (repository_id, manifest_digest, child_digest) \
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(repository_id)
-        .bind(digest)
-        .bind(child.digest.to_string())
-        .execute(&mut **tx)
-        .await?;
+    insert_pairs(
+        tx,
+        "manifest_blobs",
+        "blob_digest",
+        repository_id,
+        digest,
+        &parsed.blobs,
+    )
+    .await?;
+    insert_pairs(
+        tx,
+        "manifest_children",
+        "child_digest",
+        repository_id,
+        digest,
+        &parsed.children,
+    )
+    .await
+}
+
+/// Rows `(repository_id, manifest_digest, <column>)` of `table` for each distinct described
+/// digest, in multi-row statements; existing rows stay.
+async fn insert_pairs(
+    tx: &mut Transaction<'static, Any>,
+    table: &str,
+    column: &str,
+    repository_id: i64,
+    manifest_digest: &str,
+    descriptors: &[Descriptor],
+) -> Result<(), sqlx::Error> {
+    let mut digests: Vec<String> = descriptors.iter().map(|d| d.digest.to_string()).collect();
+    digests.sort_unstable();
+    digests.dedup();
+    for batch in digests.chunks(DIGESTS_PER_STATEMENT) {
+        let rows: Vec<String> = (0..batch.len())
+            .map(|i| format!("($1, $2, ${})", i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {table} (repository_id, manifest_digest, {column}) VALUES {} \
+             ON CONFLICT DO NOTHING",
+            rows.join(", ")
+        );
+        // Only numbered placeholders and constant names are added to the text.
+        let mut statement = sqlx::query(AssertSqlSafe(sql))
+            .bind(repository_id)
+            .bind(manifest_digest);
+        for digest in batch {
+            statement = statement.bind(digest.as_str());
+        }
+        statement.execute(&mut **tx).await?;
     }
     Ok(())
 }

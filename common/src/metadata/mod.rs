@@ -119,12 +119,16 @@ impl Metadata {
                 }
             }
             Engine::Sqlite => {
-                let options = options.after_connect(|conn, _meta| {
-                    Box::pin(async move {
-                        conn.execute(sqlx::raw_sql(SQLITE_PRAGMAS)).await?;
-                        Ok(())
-                    })
-                });
+                // A connection to a local file cannot go stale: no ping before each use
+                // (a ping is a round trip to the connection's worker thread).
+                let options = options
+                    .test_before_acquire(false)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute(sqlx::raw_sql(SQLITE_PRAGMAS)).await?;
+                            Ok(())
+                        })
+                    });
                 let write = options
                     .clone()
                     .max_connections(1)

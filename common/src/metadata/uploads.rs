@@ -31,20 +31,36 @@ fn parts_json(parts: &[PartRecord]) -> String {
 }
 
 impl Metadata {
-    /// Opens a session in the repository (created when new).
+    /// Opens a session in the repository (created when new). When the repository exists,
+    /// as it does for every blob of a push but the first, this is one statement.
     pub async fn create_upload(
         &self,
         name: &RepositoryName,
         id: &UploadId,
         hash_state: &[u8],
     ) -> Result<(), MetadataError> {
+        let now = now_millis();
+        let inserted = sqlx::query(
+            "INSERT INTO upload_sessions \
+             (id, repository_id, byte_offset, hash_state, parts, created_at, updated_at) \
+             SELECT $1, id, 0, $3, '[]', $4, $4 FROM repositories WHERE name = $2",
+        )
+        .bind(id.to_string())
+        .bind(name.as_str())
+        .bind(hash_state.to_vec())
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(MetadataError::query("insert upload session"))?;
+        if inserted.rows_affected() == 1 {
+            return Ok(());
+        }
         let mut tx = self
             .write
             .begin()
             .await
             .map_err(MetadataError::query("begin upload"))?;
         let repository_id = repositories::ensure_in(&mut tx, name).await?;
-        let now = now_millis();
         sqlx::query(
             "INSERT INTO upload_sessions \
              (id, repository_id, byte_offset, hash_state, parts, created_at, updated_at) \
