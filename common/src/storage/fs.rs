@@ -1,6 +1,7 @@
 //! Filesystem storage (the embedded default). A part is one file written by a blocking
 //! writer thread and fsync'd before it counts; a blob appears under its final name only
-//! complete (hard link of a single part, or a concatenated temp file renamed into place).
+//! complete (hard link of a single part, or a concatenated temp file, kept beside the parts,
+//! renamed into place).
 
 use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -351,17 +352,17 @@ fn assemble_blocking(sources: &[PathBuf], target: &Path) -> std::io::Result<()> 
     let dir = target.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     match sources {
-        [] => {
-            let tmp = temp_name(target);
-            std::fs::File::create(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, target)?;
-        }
+        // Zero bytes are complete as soon as the file exists: no temp file needed.
+        [] => match std::fs::File::create_new(target) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            other => other?.sync_all()?,
+        },
         [single] => match std::fs::hard_link(single, target) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
             other => other?,
         },
         many => {
-            let tmp = temp_name(target);
+            let tmp = assembly_temp(&many[0]);
             let result = (|| {
                 let mut out = std::fs::File::create(&tmp)?;
                 for part in many {
@@ -380,10 +381,11 @@ fn assemble_blocking(sources: &[PathBuf], target: &Path) -> std::io::Result<()> 
     sync_dir(dir)
 }
 
-fn temp_name(target: &Path) -> PathBuf {
-    let mut name = target.as_os_str().to_owned();
-    name.push(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
-    PathBuf::from(name)
+/// Where a multi-part assembly writes before its rename into place: beside the upload's
+/// parts (the same filesystem), so that the temp file of an assembly cut off by a crash goes
+/// with the upload's other leftovers (`upload-cleanup`), never among the blobs.
+fn assembly_temp(first_part: &Path) -> PathBuf {
+    first_part.with_file_name(format!("assembly-{}.tmp", uuid::Uuid::new_v4().simple()))
 }
 
 #[cfg(test)]
@@ -456,6 +458,46 @@ mod tests {
         );
         storage.delete_blob(&key).await.unwrap();
         assert_eq!(storage.stat(&key).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_assembly_cut_off_leaves_its_temp_file_with_the_upload_not_the_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage::new(dir.path());
+        let upload = UploadId::new();
+        let part = UploadPartKey {
+            upload: upload.clone(),
+            part: "0-a".into(),
+        };
+        storage.put_part(&part, &mut body(&[b"abc"])).await.unwrap();
+        // What a crash between writing the temp file and its rename leaves behind.
+        let temp = assembly_temp(&storage.path(&part.path()));
+        std::fs::write(&temp, b"abc").unwrap();
+
+        let blob = Digest::sha256_of(b"abc");
+        let hex = blob.hex();
+        let listed = storage
+            .list_blobs(Algorithm::Sha256, &hex[..2])
+            .await
+            .unwrap();
+        assert!(listed.is_empty(), "{listed:?}");
+        let uploads = storage.list_uploads().await.unwrap();
+        assert_eq!(uploads.len(), 1);
+        assert_eq!(uploads[0].parts.len(), 2, "{:?}", uploads[0].parts);
+        // upload-cleanup deletes what the listing shows: the directory goes with it.
+        storage.delete_parts(&uploads[0].parts).await.unwrap();
+        assert!(!temp.exists());
+        assert!(storage.list_uploads().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_empty_blob_assembles_from_no_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage::new(dir.path());
+        let key = BlobKey(Digest::sha256_of(b""));
+        storage.assemble(&[], &key).await.unwrap();
+        storage.assemble(&[], &key).await.unwrap();
+        assert_eq!(storage.stat(&key).await.unwrap(), Some(0));
     }
 
     #[tokio::test]
