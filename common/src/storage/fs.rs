@@ -150,20 +150,32 @@ impl Storage for FsStorage {
     }
 
     async fn delete_parts(&self, parts: &[UploadPartKey]) -> Result<(), StorageError> {
-        for part in parts {
-            let rel = part.path();
-            match tokio::fs::remove_file(self.path(&rel)).await {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&rel)(e)),
-                _ => {}
+        let paths: Vec<(String, PathBuf)> = parts
+            .iter()
+            .map(|part| {
+                let rel = part.path();
+                let path = self.path(&rel);
+                (rel, path)
+            })
+            .collect();
+        // One blocking task for the lot: a small upload's clean-up is a single hand-off.
+        tokio::task::spawn_blocking(move || {
+            for (rel, path) in &paths {
+                match std::fs::remove_file(path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io_err(rel)(e));
+                    }
+                    _ => {}
+                }
             }
-        }
-        // The upload's directory goes with its last part; a non-empty one stays.
-        if let Some(first) = parts.first()
-            && let Some(dir) = self.path(&first.path()).parent()
-        {
-            let _ = tokio::fs::remove_dir(dir).await;
-        }
-        Ok(())
+            // The upload's directory goes with its last part; a non-empty one stays.
+            if let Some(dir) = paths.first().and_then(|(_, path)| path.parent()) {
+                let _ = std::fs::remove_dir(dir);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| join_err("upload parts", e))?
     }
 
     async fn list_blobs(
@@ -242,19 +254,11 @@ enum PartFailure {
 /// memory stays flat, network reads and disk writes overlap, and an idle client holds no
 /// thread. Every `SYNC_EVERY` bytes a second blocking task flushes what is written so far
 /// (`fdatasync` on a duplicate handle) while writing goes on, so the disk works during the
-/// upload instead of all at the final `fsync`, which then has only the tail left.
+/// upload instead of all at the final `fsync`, which then has only the tail left. The file
+/// is created with the first batch: a body that fits in one batch (most blobs of an image
+/// but its big layers) costs a single blocking task from directory to final `fsync`.
 async fn write_part(path: &Path, body: BodyStream<'_>) -> Result<u64, PartFailure> {
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(PartFailure::Io)?;
-    }
-    let file = tokio::fs::File::create(path)
-        .await
-        .map_err(PartFailure::Io)?
-        .into_std()
-        .await;
-    let mut in_flight = tokio::task::spawn_blocking(move || Ok(file));
+    let mut in_flight: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>> = None;
     let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
     let mut batch: Vec<Bytes> = Vec::new();
     let (mut batched, mut unsynced, mut written) = (0usize, 0u64, 0u64);
@@ -270,13 +274,28 @@ async fn write_part(path: &Path, body: BodyStream<'_>) -> Result<u64, PartFailur
                 false
             }
             Some(Err(e)) => {
-                let _ = in_flight.await;
+                if let Some(writing) = in_flight {
+                    let _ = writing.await;
+                }
                 return Err(PartFailure::Body(e));
             }
             None => true,
         };
+        let Some(writing) = in_flight.take() else {
+            if batched >= WRITE_BUFFER || finished {
+                let first =
+                    create_with_batch(path.to_path_buf(), std::mem::take(&mut batch), finished);
+                if finished {
+                    joined(first.await)?;
+                    return Ok(written);
+                }
+                in_flight = Some(first);
+                batched = 0;
+            }
+            continue;
+        };
         if batched >= WRITE_BUFFER || (finished && !batch.is_empty()) {
-            let file = joined(in_flight.await)?;
+            let file = joined(writing.await)?;
             unsynced += batched as u64;
             if unsynced >= SYNC_EVERY && syncing.as_ref().is_none_or(|s| s.is_finished()) {
                 if let Some(done) = syncing.take() {
@@ -286,14 +305,19 @@ async fn write_part(path: &Path, body: BodyStream<'_>) -> Result<u64, PartFailur
                 syncing = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
                 unsynced = 0;
             }
-            in_flight = write_batch(file, std::mem::take(&mut batch));
+            in_flight = Some(write_batch(file, std::mem::take(&mut batch)));
             batched = 0;
+        } else {
+            in_flight = Some(writing);
         }
         if finished {
             break;
         }
     }
-    let file = joined(in_flight.await)?;
+    let file = match in_flight {
+        Some(writing) => joined(writing.await)?,
+        None => return Err(PartFailure::Io(std::io::Error::other("part never opened"))),
+    };
     if let Some(done) = syncing.take() {
         joined_sync(done.await)?;
     }
@@ -308,6 +332,26 @@ async fn write_part(path: &Path, body: BodyStream<'_>) -> Result<u64, PartFailur
     Ok(written)
 }
 
+/// Creates the part file (and its directory) and writes the first batch, on one blocking
+/// thread; when the body is `complete`, also makes it durable (file and directory).
+fn create_with_batch(
+    path: PathBuf,
+    batch: Vec<Bytes>,
+    complete: bool,
+) -> tokio::task::JoinHandle<std::io::Result<std::fs::File>> {
+    tokio::task::spawn_blocking(move || {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let mut file = std::fs::File::create(&path)?;
+        write_all_vectored(&mut file, &batch)?;
+        if complete {
+            file.sync_all()?;
+            sync_dir(dir)?;
+        }
+        Ok(file)
+    })
+}
+
 /// Writes a batch of chunks in as few calls as it takes, on a blocking thread.
 fn write_batch(
     file: std::fs::File,
@@ -315,18 +359,23 @@ fn write_batch(
 ) -> tokio::task::JoinHandle<std::io::Result<std::fs::File>> {
     tokio::task::spawn_blocking(move || {
         let mut file = file;
-        let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|c| IoSlice::new(c)).collect();
-        let mut slices = &mut slices[..];
-        while !slices.is_empty() {
-            match file.write_vectored(slices) {
-                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        write_all_vectored(&mut file, &batch)?;
         Ok(file)
     })
+}
+
+fn write_all_vectored(file: &mut std::fs::File, batch: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|c| IoSlice::new(c)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn joined_sync(
