@@ -105,7 +105,8 @@ pub enum ServiceError {
 }
 
 /// Runs `service` with `routes` (not yet given their state) on the filesystem byte store, and
-/// returns the exit code.
+/// returns the exit code: 0 after a clean shutdown, 2 when a setting (an environment variable
+/// or a file it names) cannot be used, 1 on any other failure.
 pub fn run(service: Service, routes: Router<AppState>) -> ExitCode {
     run_with(service, routes, Plugins::default())
 }
@@ -131,8 +132,16 @@ pub fn run_with(service: Service, routes: Router<AppState>, plugins: Plugins) ->
             let chain = error_chain(&e);
             tracing::error!(service = service.name, error = %chain, "stopped");
             eprintln!("{}: {chain}", service.name);
-            ExitCode::FAILURE
+            exit_code(&e)
         }
+    }
+}
+
+/// 2 for settings it cannot use (as for unparsable environment variables), 1 for the rest.
+fn exit_code(error: &ServiceError) -> ExitCode {
+    match error {
+        ServiceError::Auth(_) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
     }
 }
 
