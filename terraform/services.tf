@@ -40,6 +40,7 @@ locals {
     JWT_ISSUER               = local.token ? var.jwt_issuer : null
     DELEGATED_PERMISSION_URL = var.auth_mode == "delegated" ? var.delegated_permission_url : null
     DELEGATED_TIMEOUT_SECS   = var.auth_mode == "delegated" ? tostring(var.delegated_timeout_secs) : null
+    API_CORS_ORIGINS         = join(",", var.api_cors_origins)
   }
   service_env_all = merge(
     local.common_env,
@@ -110,7 +111,10 @@ resource "google_cloud_run_v2_service" "service" {
           cpu    = each.value.cpu
           memory = each.value.memory
         }
-        cpu_idle          = true
+        # The api service finishes deleteRepository after answering (the delete is detached
+        # from the request), which needs CPU once the response is sent: CPU always allocated
+        # there. It still scales to zero when idle. The others only work inside requests.
+        cpu_idle          = each.key != "api"
         startup_cpu_boost = true
       }
 

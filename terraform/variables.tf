@@ -216,6 +216,17 @@ variable "services" {
   }
 }
 
+variable "api_cors_origins" {
+  description = "API_CORS_ORIGINS: origins of dashboards whose browsers may call the management API (scheme://host[:port], no path, no *). Empty: none."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for o in var.api_cors_origins : can(regex("^https?://[^/*]+$", o))])
+    error_message = "api_cors_origins: each entry is scheme://host[:port], without path or wildcard."
+  }
+}
+
 variable "log_level" {
   description = "LOG_LEVEL of services and jobs."
   type        = string
