@@ -276,6 +276,14 @@ fn placeholders(first: usize, count: usize) -> String {
     format!("({})", list.join(", "))
 }
 
+/// The descriptors' digests, each once, in order.
+fn distinct_digests(descriptors: &[Descriptor]) -> Vec<String> {
+    let mut digests: Vec<String> = descriptors.iter().map(|d| d.digest.to_string()).collect();
+    digests.sort_unstable();
+    digests.dedup();
+    digests
+}
+
 /// The stored sizes of the described digests present in the repository, by digest, in as
 /// few statements as the list takes (`query` ends with `IN `, the list follows).
 async fn sizes_of(
@@ -284,9 +292,7 @@ async fn sizes_of(
     repository_id: i64,
     descriptors: &[Descriptor],
 ) -> Result<HashMap<String, u64>, sqlx::Error> {
-    let mut digests: Vec<String> = descriptors.iter().map(|d| d.digest.to_string()).collect();
-    digests.sort_unstable();
-    digests.dedup();
+    let digests = distinct_digests(descriptors);
     let mut sizes = HashMap::with_capacity(digests.len());
     for batch in digests.chunks(DIGESTS_PER_STATEMENT) {
         let sql = format!("{query}{}", placeholders(2, batch.len()));
@@ -381,9 +387,7 @@ async fn insert_pairs(
     manifest_digest: &str,
     descriptors: &[Descriptor],
 ) -> Result<(), sqlx::Error> {
-    let mut digests: Vec<String> = descriptors.iter().map(|d| d.digest.to_string()).collect();
-    digests.sort_unstable();
-    digests.dedup();
+    let digests = distinct_digests(descriptors);
     for batch in digests.chunks(DIGESTS_PER_STATEMENT) {
         let rows: Vec<String> = (0..batch.len())
             .map(|i| format!("($1, $2, ${})", i + 3))

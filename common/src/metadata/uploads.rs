@@ -40,39 +40,41 @@ impl Metadata {
         hash_state: &[u8],
     ) -> Result<(), MetadataError> {
         let now = now_millis();
-        let inserted = sqlx::query(
-            "INSERT INTO upload_sessions \
-             (id, repository_id, byte_offset, hash_state, parts, created_at, updated_at) \
-             SELECT $1, id, 0, $3, '[]', $4, $4 FROM repositories WHERE name = $2",
-        )
-        .bind(id.to_string())
-        .bind(name.as_str())
-        .bind(hash_state.to_vec())
-        .bind(now)
-        .execute(&self.write)
-        .await
-        .map_err(MetadataError::query("insert upload session"))?;
+        let insert = || {
+            sqlx::query(
+                "INSERT INTO upload_sessions \
+                 (id, repository_id, byte_offset, hash_state, parts, created_at, updated_at) \
+                 SELECT $1, id, 0, $3, '[]', $4, $4 FROM repositories WHERE name = $2",
+            )
+            .bind(id.to_string())
+            .bind(name.as_str())
+            .bind(hash_state.to_vec())
+            .bind(now)
+        };
+        let inserted = insert()
+            .execute(&self.write)
+            .await
+            .map_err(MetadataError::query("insert upload session"))?;
         if inserted.rows_affected() == 1 {
             return Ok(());
         }
+        // A new repository: created first, in the same transaction.
         let mut tx = self
             .write
             .begin()
             .await
             .map_err(MetadataError::query("begin upload"))?;
-        let repository_id = repositories::ensure_in(&mut tx, name).await?;
-        sqlx::query(
-            "INSERT INTO upload_sessions \
-             (id, repository_id, byte_offset, hash_state, parts, created_at, updated_at) \
-             VALUES ($1, $2, 0, $3, '[]', $4, $4)",
-        )
-        .bind(id.to_string())
-        .bind(repository_id)
-        .bind(hash_state.to_vec())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(MetadataError::query("insert upload session"))?;
+        repositories::ensure_in(&mut tx, name).await?;
+        let inserted = insert()
+            .execute(&mut *tx)
+            .await
+            .map_err(MetadataError::query("insert upload session"))?;
+        if inserted.rows_affected() != 1 {
+            // The repository was deleted in between (PostgreSQL, another instance).
+            return Err(MetadataError::query("insert upload session")(
+                sqlx::Error::RowNotFound,
+            ));
+        }
         tx.commit()
             .await
             .map_err(MetadataError::query("commit upload"))
