@@ -45,7 +45,7 @@ pub use secret::Secret;
 pub use token::{TokenError, VerifiedToken};
 
 use crate::config::{AuthConfig, AuthMode};
-use crate::error::{OciCode, RegistryError};
+use crate::http::oci_error::{OciCode, RegistryError};
 use delegated::Delegated;
 use htpasswd::Htpasswd;
 use rules::Rules;

@@ -20,8 +20,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::header::HOST;
 
+use super::oci_error::{OciCode, RegistryError};
 use crate::auth::{Action, Authorizer, Caller, Credentials, Principal};
-use crate::error::{OciCode, RegistryError};
 use crate::oci::RepositoryName;
 
 /// What a request needs before its handler runs.

@@ -9,7 +9,7 @@ use futures_util::{Stream, StreamExt};
 use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 
-use crate::error::{OciCode, RegistryError};
+use super::oci_error::{OciCode, RegistryError};
 
 /// The body as a stream of chunks; an error ends it when the client sends nothing for `idle`.
 pub fn body_stream(

@@ -22,8 +22,8 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, Method, StatusCode, Uri, Version};
 use tracing::Instrument;
 
+use super::oci_error::RegistryError;
 use super::route::{INTERNAL_PREFIX, RegistryRoute};
-use crate::error::RegistryError;
 use crate::oci::RepositoryName;
 use crate::telemetry;
 
@@ -109,7 +109,7 @@ async fn rewrite_path(mut request: Request, next: Next) -> Response {
                 request.extensions_mut().insert(name);
                 internal
             }
-            Err(e) => return e.into_response(),
+            Err(e) => return RegistryError::from(e).into_response(),
         },
     };
     let target = match uri.query() {

@@ -7,12 +7,14 @@
 mod auth_layer;
 mod body;
 mod layers;
+pub mod oci_error;
 mod route;
 mod server;
 pub mod service_main;
 
 pub use body::{body_stream, content_length, content_type, read_limited};
 pub use layers::{registry_app, registry_fallbacks};
+pub use oci_error::{OciCode, RegistryError};
 pub use route::{INTERNAL_PREFIX, RegistryRoute, Repo};
 pub use server::{serve, shutdown_signal};
 pub use service_main::Service;

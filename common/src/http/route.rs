@@ -5,7 +5,7 @@
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 
-use crate::error::RegistryError;
+use super::oci_error::RegistryError;
 use crate::oci::RepositoryName;
 
 /// Prefix of the internal paths; never reachable from outside (see [`RegistryRoute::rewrite`]).

@@ -6,8 +6,7 @@ use std::fmt;
 use sha2::digest::common::hazmat::SerializableState;
 use sha2::{Digest as _, Sha256, Sha512};
 
-use super::name::truncate;
-use crate::error::{OciCode, RegistryError};
+use super::truncate;
 
 /// A digest algorithm the registry verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,6 +31,15 @@ impl Algorithm {
     }
 }
 
+/// A string that is not a digest this registry verifies.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid digest {digest:?}: {reason}")]
+pub struct DigestError {
+    /// The input, cut to a bounded length.
+    pub digest: String,
+    pub reason: &'static str,
+}
+
 /// A validated digest: a known algorithm and its lowercase hex encoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
@@ -40,10 +48,10 @@ pub struct Digest {
 }
 
 impl Digest {
-    pub fn parse(raw: &str) -> Result<Self, RegistryError> {
-        let invalid = |why: &str| {
-            RegistryError::new(OciCode::DigestInvalid, "invalid digest")
-                .with_detail(serde_json::json!({ "digest": truncate(raw, 200), "reason": why }))
+    pub fn parse(raw: &str) -> Result<Self, DigestError> {
+        let invalid = |reason| DigestError {
+            digest: truncate(raw, 200),
+            reason,
         };
         let Some((alg, hex)) = raw.split_once(':') else {
             return Err(invalid("expected <algorithm>:<encoded>"));

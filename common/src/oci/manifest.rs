@@ -6,12 +6,24 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::digest::Digest;
-use crate::error::RegistryError;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// A manifest body the registry refuses, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("manifest invalid: {reason}")]
+pub struct InvalidManifest {
+    pub reason: String,
+}
+
+fn invalid(reason: impl Into<String>) -> InvalidManifest {
+    InvalidManifest {
+        reason: reason.into(),
+    }
+}
 
 /// The four manifest formats this registry stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,27 +126,24 @@ struct RawDescriptor {
 impl ParsedManifest {
     /// Parses and validates a manifest body sent with the given `Content-Type` (parameters
     /// already stripped).
-    pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Self, RegistryError> {
+    pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Self, InvalidManifest> {
         // serde_json bounds nesting depth (128), so hostile deeply nested JSON fails cleanly.
-        let value: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|e| RegistryError::manifest_invalid(format!("not valid JSON: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
         if !value.is_object() {
-            return Err(RegistryError::manifest_invalid(
-                "a manifest is a JSON object",
-            ));
+            return Err(invalid("a manifest is a JSON object"));
         }
-        let raw: RawManifest = serde_json::from_value(value).map_err(|e| {
-            RegistryError::manifest_invalid(format!("unexpected manifest structure: {e}"))
-        })?;
+        let raw: RawManifest = serde_json::from_value(value)
+            .map_err(|e| invalid(format!("unexpected manifest structure: {e}")))?;
         if raw.schema_version != Some(serde_json::Value::from(2)) {
-            return Err(RegistryError::manifest_invalid("schemaVersion must be 2"));
+            return Err(invalid("schemaVersion must be 2"));
         }
         // Without a Content-Type the body's mediaType decides; with one, both must agree
         // (`application/json` included: it names no manifest format this registry stores).
         let content_type = content_type.filter(|ct| !ct.is_empty());
         let media_type = match (content_type, raw.media_type.as_deref()) {
             (Some(ct), Some(mt)) if ct != mt => {
-                return Err(RegistryError::manifest_invalid(format!(
+                return Err(invalid(format!(
                     "mediaType {mt:?} contradicts Content-Type {ct:?}"
                 )));
             }
@@ -143,18 +152,13 @@ impl ParsedManifest {
             (None, None) if raw.manifests.is_some() => OCI_INDEX.to_owned(),
             (None, None) => OCI_MANIFEST.to_owned(),
         };
-        let kind = ManifestKind::from_media_type(&media_type).ok_or_else(|| {
-            RegistryError::manifest_invalid(format!(
-                "unsupported manifest media type {media_type:?}"
-            ))
-        })?;
+        let kind = ManifestKind::from_media_type(&media_type)
+            .ok_or_else(|| invalid(format!("unsupported manifest media type {media_type:?}")))?;
 
         if let Some(artifact_type) = &raw.artifact_type
             && !is_valid_media_type(artifact_type)
         {
-            return Err(RegistryError::manifest_invalid(
-                "artifactType is not a media type",
-            ));
+            return Err(invalid("artifactType is not a media type"));
         }
         let subject = raw.subject.map(|s| validate(s, "subject")).transpose()?;
         let annotations = raw
@@ -165,19 +169,19 @@ impl ParsedManifest {
         let mut children = Vec::new();
         let mut artifact_type = raw.artifact_type.clone();
         if kind.is_index() {
-            let manifests = raw.manifests.ok_or_else(|| {
-                RegistryError::manifest_invalid("an index needs a manifests array")
-            })?;
+            let manifests = raw
+                .manifests
+                .ok_or_else(|| invalid("an index needs a manifests array"))?;
             for (i, child) in manifests.into_iter().enumerate() {
                 children.push(validate(child, &format!("manifests[{i}]"))?);
             }
         } else {
-            let config = raw.config.ok_or_else(|| {
-                RegistryError::manifest_invalid("an image manifest needs a config")
-            })?;
-            let layers = raw.layers.ok_or_else(|| {
-                RegistryError::manifest_invalid("an image manifest needs a layers array")
-            })?;
+            let config = raw
+                .config
+                .ok_or_else(|| invalid("an image manifest needs a config"))?;
+            let layers = raw
+                .layers
+                .ok_or_else(|| invalid("an image manifest needs a layers array"))?;
             let config = validate(config, "config")?;
             if artifact_type.is_none() && kind == ManifestKind::OciManifest {
                 artifact_type = Some(config.media_type.clone());
@@ -205,19 +209,16 @@ impl ParsedManifest {
     }
 }
 
-fn validate(raw: RawDescriptor, field: &str) -> Result<Descriptor, RegistryError> {
+fn validate(raw: RawDescriptor, field: &str) -> Result<Descriptor, InvalidManifest> {
     let digest = Digest::parse(&raw.digest).map_err(|_| {
-        RegistryError::manifest_invalid(format!(
+        invalid(format!(
             "{field}: digest is not a valid sha256/sha512 digest"
         ))
     })?;
-    let size = u64::try_from(raw.size).map_err(|_| {
-        RegistryError::manifest_invalid(format!("{field}: size must not be negative"))
-    })?;
+    let size = u64::try_from(raw.size)
+        .map_err(|_| invalid(format!("{field}: size must not be negative")))?;
     if raw.media_type.is_empty() {
-        return Err(RegistryError::manifest_invalid(format!(
-            "{field}: mediaType is empty"
-        )));
+        return Err(invalid(format!("{field}: mediaType is empty")));
     }
     Ok(Descriptor {
         media_type: raw.media_type,

@@ -6,7 +6,19 @@ pub mod manifest;
 pub mod name;
 pub mod upload_id;
 
-pub use digest::{Algorithm, Digest, DigestHasher};
-pub use manifest::{Descriptor, ManifestKind, ParsedManifest};
-pub use name::{Reference, RepositoryName, Tag};
-pub use upload_id::UploadId;
+pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
+pub use manifest::{Descriptor, InvalidManifest, ManifestKind, ParsedManifest};
+pub use name::{NameError, Reference, ReferenceError, RepositoryName, Tag, TagError};
+pub use upload_id::{UploadId, UploadIdError};
+
+/// Cuts untrusted input kept in an error (and echoed in its detail) to a bounded length.
+pub(crate) fn truncate(raw: &str, max: usize) -> String {
+    if raw.len() <= max {
+        return raw.to_owned();
+    }
+    let mut end = max;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &raw[..end])
+}

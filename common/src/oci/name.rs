@@ -2,11 +2,37 @@
 
 use std::fmt;
 
-use super::digest::Digest;
-use crate::error::{OciCode, RegistryError};
+use super::digest::{Digest, DigestError};
+use super::truncate;
 
 /// Longest repository name accepted (the spec lets registries cap it; 255 matches distribution).
 pub const MAX_NAME_LEN: usize = 255;
+
+/// A string that is not a repository name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid repository name {name:?}: {reason}")]
+pub struct NameError {
+    /// The input, cut to a bounded length.
+    pub name: String,
+    pub reason: &'static str,
+}
+
+/// A string that is not a tag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid tag {tag:?}")]
+pub struct TagError {
+    /// The input, cut to a bounded length.
+    pub tag: String,
+}
+
+/// A manifest reference that is neither a tag nor a digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error(transparent)]
+    Tag(#[from] TagError),
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+}
 
 /// A repository name such as `project/app/web`: components of `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
 /// joined by `/`.
@@ -14,10 +40,10 @@ pub const MAX_NAME_LEN: usize = 255;
 pub struct RepositoryName(String);
 
 impl RepositoryName {
-    pub fn parse(raw: &str) -> Result<Self, RegistryError> {
-        let invalid = |why: &str| {
-            RegistryError::new(OciCode::NameInvalid, "invalid repository name")
-                .with_detail(serde_json::json!({ "name": truncate(raw, 300), "reason": why }))
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        let invalid = |reason| NameError {
+            name: truncate(raw, 300),
+            reason,
         };
         if raw.is_empty() {
             return Err(invalid("empty"));
@@ -83,7 +109,7 @@ impl fmt::Display for RepositoryName {
 pub struct Tag(String);
 
 impl Tag {
-    pub fn parse(raw: &str) -> Result<Self, RegistryError> {
+    pub fn parse(raw: &str) -> Result<Self, TagError> {
         let bytes = raw.as_bytes();
         let ok = !bytes.is_empty()
             && bytes.len() <= 128
@@ -94,8 +120,9 @@ impl Tag {
         if ok {
             Ok(Tag(raw.to_owned()))
         } else {
-            Err(RegistryError::new(OciCode::TagInvalid, "invalid tag")
-                .with_detail(serde_json::json!({ "tag": truncate(raw, 200) })))
+            Err(TagError {
+                tag: truncate(raw, 200),
+            })
         }
     }
 
@@ -119,12 +146,12 @@ pub enum Reference {
 
 impl Reference {
     /// A reference containing ':' is a digest, anything else a tag.
-    pub fn parse(raw: &str) -> Result<Self, RegistryError> {
-        if raw.contains(':') {
-            Digest::parse(raw).map(Reference::Digest)
+    pub fn parse(raw: &str) -> Result<Self, ReferenceError> {
+        Ok(if raw.contains(':') {
+            Reference::Digest(Digest::parse(raw)?)
         } else {
-            Tag::parse(raw).map(Reference::Tag)
-        }
+            Reference::Tag(Tag::parse(raw)?)
+        })
     }
 }
 
@@ -135,18 +162,6 @@ impl fmt::Display for Reference {
             Reference::Digest(d) => d.fmt(f),
         }
     }
-}
-
-/// Cuts untrusted input echoed in error details to a bounded length.
-pub(crate) fn truncate(raw: &str, max: usize) -> String {
-    if raw.len() <= max {
-        return raw.to_owned();
-    }
-    let mut end = max;
-    while !raw.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &raw[..end])
 }
 
 #[cfg(test)]

@@ -2,7 +2,10 @@
 
 use std::fmt;
 
-use crate::error::RegistryError;
+/// A string that is not an upload id (so no session has it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not an upload id")]
+pub struct UploadIdError;
 
 /// The id of an upload session, as it appears in `/blobs/uploads/<id>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -17,11 +20,11 @@ impl UploadId {
         UploadId(uuid::Uuid::new_v4())
     }
 
-    /// Parses an id from a URL; anything that is not a UUID is an unknown upload.
-    pub fn parse(raw: &str) -> Result<Self, RegistryError> {
+    /// Parses an id from a URL; anything that is not a UUID names no session.
+    pub fn parse(raw: &str) -> Result<Self, UploadIdError> {
         uuid::Uuid::try_parse(raw)
             .map(UploadId)
-            .map_err(|_| RegistryError::upload_unknown())
+            .map_err(|_| UploadIdError)
     }
 }
 

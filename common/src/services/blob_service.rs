@@ -5,7 +5,7 @@ use std::sync::Arc;
 use http::StatusCode;
 use http::header::CONTENT_RANGE;
 
-use crate::error::{OciCode, RegistryError};
+use crate::http::{OciCode, RegistryError};
 use crate::metadata::{Deletion, Metadata};
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::{BlobKey, ByteRange, ByteStream, Storage, StorageError};

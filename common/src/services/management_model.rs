@@ -53,14 +53,12 @@ impl ProjectRepository {
         }
         let name =
             RepositoryName::parse(&format!("{}/{repository}", project.as_str())).map_err(|e| {
-                let reason = e
-                    .detail
-                    .as_ref()
-                    .and_then(|d| d["reason"].as_str())
-                    .unwrap_or("invalid repository name");
                 ManagementError::invalid(
                     "repository",
-                    format!("{reason} (the name after the project, e.g. \"web/api\")"),
+                    format!(
+                        "{} (the name after the project, e.g. \"web/api\")",
+                        e.reason
+                    ),
                 )
             })?;
         Ok(ProjectRepository {

@@ -2,7 +2,7 @@
 
 use http::StatusCode;
 
-use crate::error::{OciCode, RegistryError};
+use crate::http::{OciCode, RegistryError};
 use crate::metadata::{Deletion, ManifestPut, Metadata, NewManifest, StoredManifest};
 use crate::oci::manifest::{OCI_INDEX, is_valid_media_type};
 use crate::oci::{Digest, ParsedManifest, Reference, RepositoryName};

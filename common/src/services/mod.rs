@@ -14,7 +14,7 @@ pub use management_service::{ManagementError, ManagementService};
 pub use manifest_service::{ManifestService, Page, PushedManifest};
 pub use upload_service::{ContentRange, UploadService, UploadState};
 
-use crate::error::RegistryError;
+use crate::http::RegistryError;
 use crate::metadata::MetadataError;
 use crate::storage::StorageError;
 

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http::StatusCode;
 
-use crate::error::{OciCode, RegistryError};
+use crate::http::{OciCode, RegistryError};
 use crate::metadata::{Metadata, PartRecord, UploadRow};
 use crate::oci::{Algorithm, Digest, DigestHasher, RepositoryName, UploadId};
 use crate::storage::{BlobKey, Storage, StorageError, UploadPartKey};
@@ -47,9 +47,8 @@ impl ContentRange {
     /// `bytes <start>-<end>/<total|*>`.
     pub fn parse(raw: &str) -> Result<Self, RegistryError> {
         let invalid = || {
-            RegistryError::new(OciCode::BlobUploadInvalid, "invalid Content-Range").with_detail(
-                serde_json::json!({ "Content-Range": crate::oci::name::truncate(raw, 100) }),
-            )
+            RegistryError::new(OciCode::BlobUploadInvalid, "invalid Content-Range")
+                .with_detail(serde_json::json!({ "Content-Range": crate::oci::truncate(raw, 100) }))
         };
         let s = raw.trim();
         let s = s

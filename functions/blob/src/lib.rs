@@ -10,7 +10,7 @@ use http::StatusCode;
 use http::header::{
     ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, LOCATION, RANGE,
 };
-use registry_common::error::RegistryError;
+use registry_common::http::RegistryError;
 use registry_common::http::Repo;
 use registry_common::oci::Digest;
 use registry_common::state::AppState;

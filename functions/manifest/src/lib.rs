@@ -16,7 +16,7 @@ use axum::{Extension, Json, Router};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderMap, LINK, LOCATION};
 use http::{HeaderName, StatusCode};
 use registry_common::auth::Caller;
-use registry_common::error::RegistryError;
+use registry_common::http::RegistryError;
 use registry_common::http::{Repo, content_type, read_limited};
 use registry_common::metadata::StoredManifest;
 use registry_common::oci::manifest::OCI_INDEX;
@@ -144,7 +144,7 @@ async fn list_tags(
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, RegistryError> {
     let query = pagination::parse(query, state.limits.page_max, |last| {
-        Tag::parse(last).map(drop)
+        Tag::parse(last).map(drop).map_err(Into::into)
     })?;
     let page = state
         .manifests
@@ -164,7 +164,7 @@ async fn catalog(
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, RegistryError> {
     let query = pagination::parse(query, state.limits.page_max, |last| {
-        RepositoryName::parse(last).map(drop)
+        RepositoryName::parse(last).map(drop).map_err(Into::into)
     })?;
     let visible = |name: String| {
         let caller = caller.clone();

@@ -2,7 +2,7 @@
 
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
-use registry_common::error::{OciCode, RegistryError};
+use registry_common::http::{OciCode, RegistryError};
 use serde::Deserialize;
 
 /// The raw query, kept as text so that a bad `n` gets the spec's error, not a framework one.

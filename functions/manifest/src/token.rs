@@ -8,7 +8,7 @@ use axum::{Extension, Json};
 use http::HeaderMap;
 use http::header::CACHE_CONTROL;
 use registry_common::auth::{AuthError, Authorizer, Credentials};
-use registry_common::error::RegistryError;
+use registry_common::http::RegistryError;
 
 /// `GET /auth/token?service=&scope=&account=`: a bearer token for the scopes the caller may
 /// have.

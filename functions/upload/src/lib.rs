@@ -10,7 +10,7 @@ use axum::{Extension, Router};
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, HeaderMap, LOCATION, RANGE};
 use http::{HeaderName, StatusCode};
 use registry_common::auth::{Action, Caller};
-use registry_common::error::{OciCode, RegistryError};
+use registry_common::http::{OciCode, RegistryError};
 use registry_common::http::{Repo, body_stream, content_length};
 use registry_common::oci::{Digest, RepositoryName, UploadId};
 use registry_common::services::upload_service::{range_header, upload_location};

@@ -1,0 +1,243 @@
+//! The one error type answered to clients: the spec's `{"errors":[{code,message,detail}]}`
+//! body with its status and headers. The domain's typed errors (the `oci` parse errors and
+//! each service's error enum) become it here, once, in `From` impls; internal causes
+//! (metadata, storage) are logged, never sent.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderName, HeaderValue, StatusCode};
+use serde::Serialize;
+
+use crate::oci::{
+    DigestError, InvalidManifest, NameError, ReferenceError, TagError, UploadIdError,
+};
+
+/// Error codes of the distribution spec, plus the few that distribution added and clients know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OciCode {
+    /// 404: blob unknown to registry.
+    BlobUnknown,
+    /// 400: blob upload invalid.
+    BlobUploadInvalid,
+    /// 404: blob upload unknown to registry.
+    BlobUploadUnknown,
+    /// 400: provided digest did not match uploaded content.
+    DigestInvalid,
+    /// 400: manifest references a manifest or blob unknown to registry.
+    ManifestBlobUnknown,
+    /// 400: manifest invalid.
+    ManifestInvalid,
+    /// 404: manifest unknown to registry.
+    ManifestUnknown,
+    /// 400: invalid repository name.
+    NameInvalid,
+    /// 404: repository name not known to registry.
+    NameUnknown,
+    /// 400 (413 for oversize bodies): provided length did not match content length.
+    SizeInvalid,
+    /// 400: manifest tag did not match URI.
+    TagInvalid,
+    /// 401: authentication required.
+    Unauthorized,
+    /// 403: requested access to the resource is denied.
+    Denied,
+    /// 405 or 404: the operation is unsupported.
+    Unsupported,
+    /// 429: too many requests.
+    Toomanyrequests,
+    /// 503: a service the registry depends on (the permission service) did not answer.
+    Unavailable,
+    /// 400: invalid number of results requested.
+    PaginationNumberInvalid,
+    /// 416: requested range not satisfiable.
+    RangeInvalid,
+    /// 500: an internal error; the cause is in the server's log.
+    Unknown,
+}
+
+impl OciCode {
+    /// The status a code answers with unless the error says otherwise.
+    pub fn default_status(self) -> StatusCode {
+        match self {
+            OciCode::BlobUnknown
+            | OciCode::BlobUploadUnknown
+            | OciCode::ManifestUnknown
+            | OciCode::NameUnknown => StatusCode::NOT_FOUND,
+            OciCode::BlobUploadInvalid
+            | OciCode::DigestInvalid
+            | OciCode::ManifestBlobUnknown
+            | OciCode::ManifestInvalid
+            | OciCode::NameInvalid
+            | OciCode::SizeInvalid
+            | OciCode::TagInvalid
+            | OciCode::PaginationNumberInvalid => StatusCode::BAD_REQUEST,
+            OciCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            OciCode::Denied => StatusCode::FORBIDDEN,
+            OciCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
+            OciCode::Toomanyrequests => StatusCode::TOO_MANY_REQUESTS,
+            OciCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            OciCode::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
+            OciCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error as the client sees it.
+#[derive(Debug)]
+pub struct RegistryError {
+    pub code: OciCode,
+    pub status: StatusCode,
+    pub message: String,
+    pub detail: Option<serde_json::Value>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl RegistryError {
+    pub fn new(code: OciCode, message: impl Into<String>) -> Self {
+        RegistryError {
+            code,
+            status: code.default_status(),
+            message: message.into(),
+            detail: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    /// Adds a response header; values that are not valid header text are dropped.
+    pub fn with_header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
+        if let Ok(value) = HeaderValue::from_str(value.as_ref()) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    /// A server-side failure: the cause is logged here and the client gets a generic 500.
+    pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %crate::error::ErrorChain(cause), "internal error");
+        RegistryError::new(OciCode::Unknown, "internal server error")
+    }
+
+    pub fn blob_unknown(digest: &impl std::fmt::Display) -> Self {
+        RegistryError::new(OciCode::BlobUnknown, "blob unknown to registry")
+            .with_detail(serde_json::json!({ "digest": digest.to_string() }))
+    }
+
+    pub fn manifest_unknown(reference: &impl std::fmt::Display) -> Self {
+        RegistryError::new(OciCode::ManifestUnknown, "manifest unknown to registry")
+            .with_detail(serde_json::json!({ "reference": reference.to_string() }))
+    }
+
+    pub fn name_unknown(name: &impl std::fmt::Display) -> Self {
+        RegistryError::new(
+            OciCode::NameUnknown,
+            "repository name not known to registry",
+        )
+        .with_detail(serde_json::json!({ "name": name.to_string() }))
+    }
+
+    pub fn upload_unknown() -> Self {
+        RegistryError::new(
+            OciCode::BlobUploadUnknown,
+            "blob upload unknown to registry",
+        )
+    }
+
+    pub fn manifest_invalid(why: impl Into<String>) -> Self {
+        RegistryError::new(OciCode::ManifestInvalid, "manifest invalid")
+            .with_detail(serde_json::json!({ "reason": why.into() }))
+    }
+
+    pub fn unsupported(status: StatusCode, message: impl Into<String>) -> Self {
+        RegistryError::new(OciCode::Unsupported, message).with_status(status)
+    }
+}
+
+impl std::fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    errors: [ErrorEntry<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct ErrorEntry<'a> {
+    code: OciCode,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a serde_json::Value>,
+}
+
+impl IntoResponse for RegistryError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            errors: [ErrorEntry {
+                code: self.code,
+                message: &self.message,
+                detail: self.detail.as_ref(),
+            }],
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        for (name, value) in self.headers {
+            response.headers_mut().append(name, value);
+        }
+        response
+    }
+}
+
+impl From<NameError> for RegistryError {
+    fn from(e: NameError) -> Self {
+        RegistryError::new(OciCode::NameInvalid, "invalid repository name")
+            .with_detail(serde_json::json!({ "name": e.name, "reason": e.reason }))
+    }
+}
+
+impl From<TagError> for RegistryError {
+    fn from(e: TagError) -> Self {
+        RegistryError::new(OciCode::TagInvalid, "invalid tag")
+            .with_detail(serde_json::json!({ "tag": e.tag }))
+    }
+}
+
+impl From<DigestError> for RegistryError {
+    fn from(e: DigestError) -> Self {
+        RegistryError::new(OciCode::DigestInvalid, "invalid digest")
+            .with_detail(serde_json::json!({ "digest": e.digest, "reason": e.reason }))
+    }
+}
+
+impl From<ReferenceError> for RegistryError {
+    fn from(e: ReferenceError) -> Self {
+        match e {
+            ReferenceError::Tag(e) => e.into(),
+            ReferenceError::Digest(e) => e.into(),
+        }
+    }
+}
+
+impl From<UploadIdError> for RegistryError {
+    fn from(_: UploadIdError) -> Self {
+        RegistryError::upload_unknown()
+    }
+}
+
+impl From<InvalidManifest> for RegistryError {
+    fn from(e: InvalidManifest) -> Self {
+        RegistryError::manifest_invalid(e.reason)
+    }
+}
