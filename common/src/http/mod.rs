@@ -6,6 +6,7 @@
 
 mod auth_layer;
 mod body;
+pub mod headers;
 mod layers;
 pub mod oci_error;
 mod route;

@@ -7,9 +7,12 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde::Serialize;
 
+use crate::metadata::MetadataError;
 use crate::oci::{
     DigestError, InvalidManifest, NameError, ReferenceError, TagError, UploadIdError,
 };
+use crate::services::BlobError;
+use crate::storage::StorageError;
 
 /// Error codes of the distribution spec, plus the few that distribution added and clients know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -239,5 +242,36 @@ impl From<UploadIdError> for RegistryError {
 impl From<InvalidManifest> for RegistryError {
     fn from(e: InvalidManifest) -> Self {
         RegistryError::manifest_invalid(e.reason)
+    }
+}
+
+impl From<MetadataError> for RegistryError {
+    fn from(error: MetadataError) -> Self {
+        RegistryError::internal(&error)
+    }
+}
+
+impl From<StorageError> for RegistryError {
+    fn from(error: StorageError) -> Self {
+        RegistryError::internal(&error)
+    }
+}
+
+impl From<BlobError> for RegistryError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Unknown { digest } => RegistryError::blob_unknown(&digest),
+            BlobError::RangeUnsatisfiable { size } => {
+                RegistryError::new(OciCode::RangeInvalid, "requested range not satisfiable")
+                    .with_header(http::header::CONTENT_RANGE, format!("bytes */{size}"))
+            }
+            BlobError::InUse => RegistryError::new(
+                OciCode::Denied,
+                "blob is referenced by a manifest of this repository; delete the manifest first",
+            )
+            .with_status(StatusCode::CONFLICT),
+            BlobError::Metadata(e) => e.into(),
+            BlobError::Storage(e) => e.into(),
+        }
     }
 }

@@ -1,12 +1,11 @@
-//! Reading and deleting blobs, always through the repository's link.
+//! Reading and deleting blobs, always through the repository's link. A `GET` is one call
+//! ([`BlobService::get`]) and one metadata query: the link gives the size, the size resolves
+//! the requested range, and the answer is a redirect to the backend or the bytes.
 
 use std::sync::Arc;
 
-use http::StatusCode;
-use http::header::CONTENT_RANGE;
-
-use crate::http::{OciCode, RegistryError};
-use crate::metadata::{Deletion, Metadata};
+use crate::error::ErrorChain;
+use crate::metadata::{Deletion, Metadata, MetadataError};
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::{BlobKey, ByteRange, ByteStream, Storage, StorageError};
 
@@ -15,6 +14,58 @@ use crate::storage::{BlobKey, ByteRange, ByteStream, Storage, StorageError};
 pub struct BlobService {
     metadata: Metadata,
     storage: Arc<dyn Storage>,
+}
+
+/// Why a blob operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The blob is not linked to the repository.
+    #[error("blob {digest} unknown to the repository")]
+    Unknown { digest: Digest },
+    /// The requested range starts at or past the end of a blob of `size` bytes.
+    #[error("range not satisfiable for a blob of {size} bytes")]
+    RangeUnsatisfiable { size: u64 },
+    /// A manifest of the repository references the blob.
+    #[error("blob is referenced by a manifest of the repository")]
+    InUse,
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A byte range as a client asks for it, before the size is known (RFC 9110's forms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeSpec {
+    /// `start-end`, inclusive; `end` may lie past the end.
+    Bounded { start: u64, end: u64 },
+    /// `start-`: to the end.
+    From { start: u64 },
+    /// `-len`: the last `len` bytes.
+    Suffix { len: u64 },
+}
+
+impl RangeSpec {
+    /// The bytes this names in an object of `size` bytes; `None` when it names none.
+    pub fn resolve(self, size: u64) -> Option<ByteRange> {
+        let last = size.checked_sub(1)?;
+        let (start, end) = match self {
+            RangeSpec::Bounded { start, end } => (start, end.min(last)),
+            RangeSpec::From { start } => (start, last),
+            RangeSpec::Suffix { len: 0 } => return None,
+            RangeSpec::Suffix { len } => (size.saturating_sub(len), last),
+        };
+        (start <= last).then_some(ByteRange { start, end })
+    }
+}
+
+/// What a blob `GET` sends.
+#[derive(Debug)]
+pub enum BlobAnswer {
+    /// Fetch it from the storage backend (a signed URL, which honours `Range` itself).
+    Redirect { url: String },
+    /// The bytes, streamed through the registry.
+    Bytes(BlobRead),
 }
 
 /// A blob being read: its full size, the range served (if any) and the bytes.
@@ -39,155 +90,92 @@ impl BlobService {
     }
 
     /// The size of a blob linked to the repository; never touches the bytes.
-    pub async fn size(&self, name: &RepositoryName, digest: &Digest) -> Result<u64, RegistryError> {
+    pub async fn size(&self, name: &RepositoryName, digest: &Digest) -> Result<u64, BlobError> {
         self.metadata
             .linked_blob_size(name, digest)
             .await?
-            .ok_or_else(|| RegistryError::blob_unknown(digest))
+            .ok_or_else(|| BlobError::Unknown {
+                digest: digest.clone(),
+            })
     }
 
-    /// Where a client should fetch a linked blob from, when the backend serves downloads by
-    /// redirect (GCS signed URLs). A `Range` that cannot be satisfied is answered here (416),
-    /// since the registry knows the size. Signing failures fall back to streaming (`None`): a
-    /// pull should not fail because a redirect could not be made.
-    pub async fn download_url(
+    /// A linked blob, or the part of it `range` names. A range that cannot be satisfied is
+    /// refused even when the backend serves by redirect, since the registry knows the size.
+    /// When the backend serves downloads by redirect (GCS signed URLs) the answer is a URL;
+    /// signing failures fall back to streaming: a pull should not fail because a redirect
+    /// could not be made.
+    pub async fn get(
         &self,
         name: &RepositoryName,
         digest: &Digest,
-        range_header: Option<&str>,
-    ) -> Result<Option<String>, RegistryError> {
+        range: Option<RangeSpec>,
+    ) -> Result<BlobAnswer, BlobError> {
         let size = self.size(name, digest).await?;
-        if let Some(header) = range_header {
-            checked_range(header, size)?;
-        }
-        match self.storage.download_url(&BlobKey(digest.clone())).await {
-            Ok(url) => Ok(url),
+        let range = match range {
+            None => None,
+            Some(spec) => Some(
+                spec.resolve(size)
+                    .ok_or(BlobError::RangeUnsatisfiable { size })?,
+            ),
+        };
+        let key = BlobKey(digest.clone());
+        match self.storage.download_url(&key).await {
+            Ok(Some(url)) => return Ok(BlobAnswer::Redirect { url }),
+            Ok(None) => {}
             Err(e) => {
-                tracing::warn!(%digest, error = %crate::error::ErrorChain(&e), "no download URL; streaming instead");
-                Ok(None)
+                tracing::warn!(%digest, error = %ErrorChain(&e), "no download URL; streaming instead");
             }
         }
-    }
-
-    /// Opens a blob for reading, honouring a `Range` header when it names one satisfiable range.
-    pub async fn read(
-        &self,
-        name: &RepositoryName,
-        digest: &Digest,
-        range_header: Option<&str>,
-    ) -> Result<BlobRead, RegistryError> {
-        let size = self.size(name, digest).await?;
-        let range = match range_header {
-            None => None,
-            Some(header) => checked_range(header, size)?,
-        };
-        match self.storage.read(&BlobKey(digest.clone()), range).await {
-            Ok(body) => Ok(BlobRead { size, range, body }),
+        match self.storage.read(&key, range).await {
+            Ok(body) => Ok(BlobAnswer::Bytes(BlobRead { size, range, body })),
             Err(StorageError::NotFound { .. }) => {
                 tracing::error!(%digest, repository = %name, "blob linked in metadata is missing from storage");
-                Err(RegistryError::blob_unknown(digest))
+                Err(BlobError::Unknown {
+                    digest: digest.clone(),
+                })
             }
             Err(e) => Err(e.into()),
         }
     }
 
     /// Removes the blob from the repository (its bytes go with garbage collection).
-    pub async fn delete(
-        &self,
-        name: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<(), RegistryError> {
+    pub async fn delete(&self, name: &RepositoryName, digest: &Digest) -> Result<(), BlobError> {
         match self.metadata.unlink_blob(name, digest).await? {
             Deletion::Removed => Ok(()),
-            Deletion::NotFound => Err(RegistryError::blob_unknown(digest)),
-            Deletion::InUse => Err(RegistryError::new(
-                OciCode::Denied,
-                "blob is referenced by a manifest of this repository; delete the manifest first",
-            )
-            .with_status(StatusCode::CONFLICT)),
+            Deletion::NotFound => Err(BlobError::Unknown {
+                digest: digest.clone(),
+            }),
+            Deletion::InUse => Err(BlobError::InUse),
         }
     }
-}
-
-/// The range a `Range` header names, `None` to send everything, or the 416 answer.
-fn checked_range(header: &str, size: u64) -> Result<Option<ByteRange>, RegistryError> {
-    match parse_range(header, size) {
-        RangeRequest::Ignore => Ok(None),
-        RangeRequest::Range(range) => Ok(Some(range)),
-        RangeRequest::Unsatisfiable => Err(RegistryError::new(
-            OciCode::RangeInvalid,
-            "requested range not satisfiable",
-        )
-        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-        .with_header(CONTENT_RANGE, format!("bytes */{size}"))),
-    }
-}
-
-/// How a `Range` header applies to an object of a known size.
-#[derive(Debug, PartialEq, Eq)]
-enum RangeRequest {
-    /// Not a single byte range we serve (multiple ranges, other units, garbage): send it all.
-    Ignore,
-    Range(ByteRange),
-    Unsatisfiable,
-}
-
-fn parse_range(header: &str, size: u64) -> RangeRequest {
-    let Some(spec) = header.trim().strip_prefix("bytes=") else {
-        return RangeRequest::Ignore;
-    };
-    if spec.contains(',') {
-        return RangeRequest::Ignore;
-    }
-    let Some((start, end)) = spec.trim().split_once('-') else {
-        return RangeRequest::Ignore;
-    };
-    let parse = |s: &str| s.trim().parse::<u64>().ok();
-    let (start, end) = match (start.trim().is_empty(), end.trim().is_empty()) {
-        // bytes=-N: the last N bytes.
-        (true, false) => match parse(end) {
-            Some(0) => return RangeRequest::Unsatisfiable,
-            Some(n) if size > 0 => (size.saturating_sub(n), size - 1),
-            Some(_) => return RangeRequest::Unsatisfiable,
-            None => return RangeRequest::Ignore,
-        },
-        (false, true) => match parse(start) {
-            Some(s) => (s, size.saturating_sub(1)),
-            None => return RangeRequest::Ignore,
-        },
-        (false, false) => match (parse(start), parse(end)) {
-            (Some(s), Some(e)) if s <= e => (s, e.min(size.saturating_sub(1))),
-            _ => return RangeRequest::Ignore,
-        },
-        (true, true) => return RangeRequest::Ignore,
-    };
-    if start >= size {
-        return RangeRequest::Unsatisfiable;
-    }
-    RangeRequest::Range(ByteRange { start, end })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn r(start: u64, end: u64) -> RangeRequest {
-        RangeRequest::Range(ByteRange { start, end })
+    fn r(start: u64, end: u64) -> Option<ByteRange> {
+        Some(ByteRange { start, end })
     }
 
     #[test]
-    fn ranges_follow_rfc_9110() {
-        assert_eq!(parse_range("bytes=0-9", 100), r(0, 9));
-        assert_eq!(parse_range("bytes=90-", 100), r(90, 99));
-        assert_eq!(parse_range("bytes=-10", 100), r(90, 99));
-        assert_eq!(parse_range("bytes=-1000", 100), r(0, 99));
-        assert_eq!(parse_range("bytes=50-1000", 100), r(50, 99));
-        assert_eq!(parse_range("bytes=100-", 100), RangeRequest::Unsatisfiable);
-        assert_eq!(parse_range("bytes=-0", 100), RangeRequest::Unsatisfiable);
-        assert_eq!(parse_range("bytes=0-", 0), RangeRequest::Unsatisfiable);
-        assert_eq!(parse_range("bytes=9-0", 100), RangeRequest::Ignore);
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeRequest::Ignore);
-        assert_eq!(parse_range("items=0-1", 100), RangeRequest::Ignore);
-        assert_eq!(parse_range("bytes=x-y", 100), RangeRequest::Ignore);
+    fn ranges_resolve_against_the_size_per_rfc_9110() {
+        let bounded = |start, end| RangeSpec::Bounded { start, end };
+        assert_eq!(bounded(0, 9).resolve(100), r(0, 9));
+        assert_eq!(bounded(50, 1000).resolve(100), r(50, 99));
+        assert_eq!(bounded(99, 99).resolve(100), r(99, 99));
+        assert_eq!(bounded(100, 200).resolve(100), None);
+        assert_eq!(RangeSpec::From { start: 90 }.resolve(100), r(90, 99));
+        assert_eq!(RangeSpec::From { start: 100 }.resolve(100), None);
+        assert_eq!(RangeSpec::Suffix { len: 10 }.resolve(100), r(90, 99));
+        assert_eq!(RangeSpec::Suffix { len: 1000 }.resolve(100), r(0, 99));
+        assert_eq!(RangeSpec::Suffix { len: 0 }.resolve(100), None);
+        for empty in [
+            bounded(0, 0),
+            RangeSpec::From { start: 0 },
+            RangeSpec::Suffix { len: 1 },
+        ] {
+            assert_eq!(empty.resolve(0), None, "{empty:?}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Domain logic: what each registry operation means, over the metadata layer and storage.
-//! Services of the distribution API return [`RegistryError`](crate::error::RegistryError)
-//! values ready to answer; the management service returns its own typed errors, which the
-//! `api` crate maps to its envelope. Handlers call services, services never call handlers.
+//! Services speak the domain only: typed arguments, typed results and one error enum each
+//! (`BlobError`, `UploadError`, `ManifestError`, `ManagementError`), no HTTP. The HTTP layer
+//! maps those errors once (`crate::http::oci_error` for the distribution API, the `api`
+//! crate's envelope for management). Handlers call services, services never call handlers.
 
 mod blob_service;
 pub mod management_model;
@@ -9,23 +10,7 @@ mod management_service;
 mod manifest_service;
 pub mod upload_service;
 
-pub use blob_service::{BlobRead, BlobService};
+pub use blob_service::{BlobAnswer, BlobError, BlobRead, BlobService, RangeSpec};
 pub use management_service::{ManagementError, ManagementService};
 pub use manifest_service::{ManifestService, Page, PushedManifest};
 pub use upload_service::{ContentRange, UploadService, UploadState};
-
-use crate::http::RegistryError;
-use crate::metadata::MetadataError;
-use crate::storage::StorageError;
-
-impl From<MetadataError> for RegistryError {
-    fn from(error: MetadataError) -> Self {
-        RegistryError::internal(&error)
-    }
-}
-
-impl From<StorageError> for RegistryError {
-    fn from(error: StorageError) -> Self {
-        RegistryError::internal(&error)
-    }
-}

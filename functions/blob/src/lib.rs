@@ -8,15 +8,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::StatusCode;
 use http::header::{
-    ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, LOCATION, RANGE,
+    ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, LOCATION,
 };
-use registry_common::http::RegistryError;
-use registry_common::http::Repo;
+use registry_common::http::headers::{self, DOCKER_CONTENT_DIGEST};
+use registry_common::http::{RegistryError, Repo};
 use registry_common::oci::Digest;
+use registry_common::services::{BlobAnswer, BlobRead};
 use registry_common::state::AppState;
-
-static DOCKER_CONTENT_DIGEST: http::HeaderName =
-    http::HeaderName::from_static("docker-content-digest");
 
 /// Routes of the blob service, on the internal paths.
 pub fn router() -> Router<AppState> {
@@ -36,10 +34,7 @@ fn blob_headers(digest: &Digest, length: u64) -> [(http::HeaderName, String); 5]
     [
         (CONTENT_LENGTH, length.to_string()),
         (CONTENT_TYPE, "application/octet-stream".to_owned()),
-        (
-            http::HeaderName::from_static("docker-content-digest"),
-            digest.to_string(),
-        ),
+        (DOCKER_CONTENT_DIGEST.clone(), digest.to_string()),
         (ETAG, format!("\"{digest}\"")),
         (ACCEPT_RANGES, "bytes".to_owned()),
     ]
@@ -56,8 +51,8 @@ async fn head_blob(
     Ok((StatusCode::OK, blob_headers(&digest, size)).into_response())
 }
 
-/// `GET /v2/<name>/blobs/<digest>`: the bytes, or one range of them (or a 307 to the
-/// storage backend's signed URL).
+/// `GET /v2/<name>/blobs/<digest>`: the bytes, or one range of them, or a 307 to the
+/// storage backend's signed URL.
 async fn get_blob(
     State(state): State<AppState>,
     Repo(name): Repo,
@@ -65,31 +60,39 @@ async fn get_blob(
     headers: HeaderMap,
 ) -> Result<Response, RegistryError> {
     let digest = Digest::parse(&digest)?;
-    let range = headers.get(RANGE).and_then(|v| v.to_str().ok());
-    if let Some(url) = state.blobs.download_url(&name, &digest, range).await? {
+    let answer = state
+        .blobs
+        .get(&name, &digest, headers::range(&headers))
+        .await?;
+    Ok(match answer {
         // The signed URL honours `Range` itself; clients follow the redirect with it.
-        let headers = [
-            (LOCATION, url),
-            (DOCKER_CONTENT_DIGEST.clone(), digest.to_string()),
-        ];
-        return Ok((StatusCode::TEMPORARY_REDIRECT, headers).into_response());
-    }
-    let read = state.blobs.read(&name, &digest, range).await?;
+        BlobAnswer::Redirect { url } => {
+            let headers = [
+                (LOCATION, url),
+                (DOCKER_CONTENT_DIGEST.clone(), digest.to_string()),
+            ];
+            (StatusCode::TEMPORARY_REDIRECT, headers).into_response()
+        }
+        BlobAnswer::Bytes(read) => bytes(&digest, read),
+    })
+}
+
+/// 200 with the whole blob, or 206 with the range read.
+fn bytes(digest: &Digest, read: BlobRead) -> Response {
     let body = Body::from_stream(read.body);
-    Ok(match read.range {
-        None => (StatusCode::OK, blob_headers(&digest, read.size), body).into_response(),
+    match read.range {
+        None => (StatusCode::OK, blob_headers(digest, read.size), body).into_response(),
         Some(r) => {
             let content_range = format!("bytes {}-{}/{}", r.start, r.end, read.size);
-            let headers = blob_headers(&digest, r.len());
             (
                 StatusCode::PARTIAL_CONTENT,
-                headers,
+                blob_headers(digest, r.len()),
                 [(CONTENT_RANGE, content_range)],
                 body,
             )
                 .into_response()
         }
-    })
+    }
 }
 
 /// `DELETE /v2/<name>/blobs/<digest>`: unlinks the blob from the repository.
