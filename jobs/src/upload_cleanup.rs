@@ -38,7 +38,7 @@ pub(crate) async fn run(ctx: &JobContext, report: &mut JobReport) -> Result<(), 
                         .iter()
                         .map(|p| UploadPartKey {
                             upload: id.clone(),
-                            part: p.name.clone(),
+                            part: p.name.as_str().into(),
                         })
                         .collect();
                     report.bytes += upload.parts.iter().map(|p| p.size).sum::<u64>();

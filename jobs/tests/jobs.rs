@@ -364,7 +364,7 @@ async fn upload_cleanup_removes_abandoned_sessions_and_their_parts() {
             .await
             .expect("part");
         let record = registry_common::metadata::PartRecord {
-            name: part.part.clone(),
+            name: part.part.to_string(),
             size: 14,
         };
         assert!(

@@ -76,7 +76,7 @@ impl GcsStorage {
             // Leftover compose intermediates live here too, and go with the upload.
             entry.parts.push(UploadPartKey {
                 upload,
-                part: part.to_owned(),
+                part: part.into(),
             });
         }
         Ok(uploads.into_values().collect())

@@ -319,7 +319,11 @@ async fn listing_finds_blobs_and_uploads_as_typed_keys() {
     let uploads = storage.list_uploads().await.unwrap();
     assert_eq!(uploads.len(), 1);
     assert_eq!(uploads[0].upload, upload);
-    let mut names: Vec<String> = uploads[0].parts.iter().map(|p| p.part.clone()).collect();
+    let mut names: Vec<String> = uploads[0]
+        .parts
+        .iter()
+        .map(|p| p.part.to_string())
+        .collect();
     names.sort();
     assert_eq!(names, ["0-a", "1-b"]);
     storage.delete_parts(&uploads[0].parts).await.unwrap();

@@ -7,11 +7,12 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde::Serialize;
 
+use super::headers::{DOCKER_UPLOAD_UUID, upload_location, upload_range};
 use crate::metadata::MetadataError;
 use crate::oci::{
     DigestError, InvalidManifest, NameError, ReferenceError, TagError, UploadIdError,
 };
-use crate::services::BlobError;
+use crate::services::{BlobError, SessionAt, UploadError};
 use crate::storage::StorageError;
 
 /// Error codes of the distribution spec, plus the few that distribution added and clients know.
@@ -274,4 +275,58 @@ impl From<BlobError> for RegistryError {
             BlobError::Storage(e) => e.into(),
         }
     }
+}
+
+impl From<UploadError> for RegistryError {
+    fn from(e: UploadError) -> Self {
+        let invalid = |message: &str, detail| {
+            RegistryError::new(OciCode::BlobUploadInvalid, message).with_detail(detail)
+        };
+        match e {
+            UploadError::UnknownSession => RegistryError::upload_unknown(),
+            UploadError::OffsetMismatch { at } => {
+                session_conflict(at, "chunk does not start at the session's offset")
+            }
+            UploadError::MovedOn { at } => {
+                session_conflict(at, "the upload was moved on by another request")
+            }
+            UploadError::DigestMismatch { provided, computed } => RegistryError::new(
+                OciCode::DigestInvalid,
+                "provided digest did not match uploaded content",
+            )
+            .with_detail(serde_json::json!({
+                "provided": provided.to_string(), "computed": computed.to_string()
+            })),
+            UploadError::BodyCutOff { reason } => invalid(
+                "request body ended before it was complete",
+                serde_json::json!({ "reason": reason }),
+            ),
+            UploadError::LengthMismatch { declared, received } => invalid(
+                "body length differs from the declared range",
+                serde_json::json!({ "declared": declared, "received": received }),
+            ),
+            UploadError::RangeLengthMismatch {
+                content_length,
+                range_length,
+            } => invalid(
+                "Content-Length disagrees with Content-Range",
+                serde_json::json!({ "Content-Length": content_length, "range length": range_length }),
+            ),
+            UploadError::HashState(e) => RegistryError::internal(&e),
+            UploadError::Metadata(e) => e.into(),
+            UploadError::Storage(e) => e.into(),
+        }
+    }
+}
+
+/// A 416 telling the client where the session really is.
+fn session_conflict(at: SessionAt, message: &str) -> RegistryError {
+    RegistryError::new(OciCode::BlobUploadInvalid, message)
+        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+        .with_header(http::header::RANGE, upload_range(at.offset))
+        .with_header(
+            http::header::LOCATION,
+            upload_location(&at.repository, &at.id),
+        )
+        .with_header(DOCKER_UPLOAD_UUID.clone(), at.id.to_string())
 }

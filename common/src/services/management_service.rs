@@ -302,7 +302,7 @@ impl ManagementService {
             .iter()
             .map(|part| UploadPartKey {
                 upload: upload.clone(),
-                part: part.name.clone(),
+                part: part.name.as_str().into(),
             })
             .collect();
         if let Err(e) = self.storage.delete_parts(&keys).await {

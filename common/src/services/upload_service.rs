@@ -12,12 +12,12 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use http::StatusCode;
 
-use crate::http::{OciCode, RegistryError};
-use crate::metadata::{Metadata, PartRecord, UploadRow};
+use crate::error::ErrorChain;
+use crate::metadata::{Metadata, MetadataError, PartRecord, UploadRow};
+use crate::oci::digest::InvalidHashState;
 use crate::oci::{Algorithm, Digest, DigestHasher, RepositoryName, UploadId};
-use crate::storage::{BlobKey, Storage, StorageError, UploadPartKey};
+use crate::storage::{BlobKey, PartName, Storage, StorageError, UploadPartKey};
 
 /// Sessions hash with sha256 as bytes arrive; a sha512 upload is re-read once at the end.
 const SESSION_ALGORITHM: Algorithm = Algorithm::Sha256;
@@ -27,6 +27,49 @@ const SESSION_ALGORITHM: Algorithm = Algorithm::Sha256;
 pub struct UploadService {
     metadata: Metadata,
     storage: Arc<dyn Storage>,
+}
+
+/// Why an upload operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// No such session in the repository.
+    #[error("upload session unknown")]
+    UnknownSession,
+    /// A chunk does not start where the session is.
+    #[error("chunk does not start at the session's offset {}", at.offset)]
+    OffsetMismatch { at: SessionAt },
+    /// Another request moved the session on while this one ran.
+    #[error("the session was moved on by another request (now at {})", at.offset)]
+    MovedOn { at: SessionAt },
+    /// The content's digest is not the one the client named.
+    #[error("digest mismatch: provided {provided}, computed {computed}")]
+    DigestMismatch { provided: Digest, computed: Digest },
+    /// The request body ended (or stalled) before it was complete.
+    #[error("request body cut off: {reason}")]
+    BodyCutOff { reason: String },
+    /// The body is not as long as its `Content-Range` or `Content-Length` declared.
+    #[error("body of {received} bytes, {declared} declared")]
+    LengthMismatch { declared: u64, received: u64 },
+    /// `Content-Length` and `Content-Range` name different lengths.
+    #[error("Content-Length {content_length} disagrees with a range of {range_length} bytes")]
+    RangeLengthMismatch {
+        content_length: u64,
+        range_length: u64,
+    },
+    #[error(transparent)]
+    HashState(#[from] InvalidHashState),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A session and the offset it is really at, for a client to resume from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionAt {
+    pub repository: RepositoryName,
+    pub id: UploadId,
+    pub offset: u64,
 }
 
 /// Where a session stands, for the `Range` and `Location` headers.
@@ -43,39 +86,6 @@ pub struct ContentRange {
 }
 
 impl ContentRange {
-    /// Accepts the spec's `<start>-<end>` and the HTTP forms `bytes=<start>-<end>` and
-    /// `bytes <start>-<end>/<total|*>`.
-    pub fn parse(raw: &str) -> Result<Self, RegistryError> {
-        let invalid = || {
-            RegistryError::new(OciCode::BlobUploadInvalid, "invalid Content-Range")
-                .with_detail(serde_json::json!({ "Content-Range": crate::oci::truncate(raw, 100) }))
-        };
-        let s = raw.trim();
-        let s = s
-            .strip_prefix("bytes=")
-            .or_else(|| s.strip_prefix("bytes "))
-            .unwrap_or(s);
-        let (s, total) = match s.split_once('/') {
-            Some((range, total)) => (range, Some(total.trim())),
-            None => (s, None),
-        };
-        let (start, end) = s.split_once('-').ok_or_else(invalid)?;
-        let start: u64 = start.trim().parse().map_err(|_| invalid())?;
-        let end: u64 = end.trim().parse().map_err(|_| invalid())?;
-        if end < start {
-            return Err(invalid());
-        }
-        // A complete length, when given, must be `*` or a number the range fits in.
-        match total {
-            None | Some("*") => {}
-            Some(total) => match total.parse::<u64>() {
-                Ok(total) if total > end => {}
-                _ => return Err(invalid()),
-            },
-        }
-        Ok(ContentRange { start, end })
-    }
-
     fn len(&self) -> u64 {
         self.end - self.start + 1
     }
@@ -116,7 +126,7 @@ where
 fn new_part(upload: &UploadId, offset: u64) -> UploadPartKey {
     UploadPartKey {
         upload: upload.clone(),
-        part: format!("{offset:020}-{}", uuid::Uuid::new_v4().simple()),
+        part: PartName::new(offset),
     }
 }
 
@@ -125,47 +135,26 @@ fn part_keys(upload: &UploadId, parts: &[PartRecord]) -> Vec<UploadPartKey> {
         .iter()
         .map(|p| UploadPartKey {
             upload: upload.clone(),
-            part: p.name.clone(),
+            part: p.name.as_str().into(),
         })
         .collect()
 }
 
-fn body_failed(error: StorageError) -> RegistryError {
+fn body_failed(error: StorageError) -> UploadError {
     match error {
-        StorageError::Body { source } => RegistryError::new(
-            OciCode::BlobUploadInvalid,
-            "request body ended before it was complete",
-        )
-        .with_detail(serde_json::json!({ "reason": source.to_string() })),
+        StorageError::Body { source } => UploadError::BodyCutOff {
+            reason: source.to_string(),
+        },
         other => other.into(),
     }
 }
 
-/// A 416 telling the client where the session really is.
-pub fn range_conflict(
-    name: &RepositoryName,
-    id: &UploadId,
-    offset: u64,
-    why: &str,
-) -> RegistryError {
-    RegistryError::new(OciCode::BlobUploadInvalid, why)
-        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-        .with_header(http::header::RANGE, range_header(offset))
-        .with_header(http::header::LOCATION, upload_location(name, id))
-        .with_header(
-            http::HeaderName::from_static("docker-upload-uuid"),
-            id.to_string(),
-        )
-}
-
-/// `Range` header value for a session at `offset` (distribution's form: `0-0` when empty).
-pub fn range_header(offset: u64) -> String {
-    format!("0-{}", offset.saturating_sub(1))
-}
-
-/// `Location` of an upload session.
-pub fn upload_location(name: &RepositoryName, id: &UploadId) -> String {
-    format!("/v2/{name}/blobs/uploads/{id}")
+fn at(name: &RepositoryName, id: &UploadId, offset: u64) -> SessionAt {
+    SessionAt {
+        repository: name.clone(),
+        id: id.clone(),
+        offset,
+    }
 }
 
 /// A written, hashed, not yet committed part.
@@ -180,7 +169,7 @@ impl UploadService {
     }
 
     /// Opens a new upload session in the repository.
-    pub async fn start(&self, name: &RepositoryName) -> Result<UploadId, RegistryError> {
+    pub async fn start(&self, name: &RepositoryName) -> Result<UploadId, UploadError> {
         let id = UploadId::new();
         let state = DigestHasher::new(SESSION_ALGORITHM).save();
         self.metadata.create_upload(name, &id, &state).await?;
@@ -195,7 +184,7 @@ impl UploadService {
         target: &RepositoryName,
         from: Option<&RepositoryName>,
         digest: &Digest,
-    ) -> Result<Option<u64>, RegistryError> {
+    ) -> Result<Option<u64>, UploadError> {
         Ok(match from {
             Some(from) => self.metadata.mount_blob(target, from, digest).await?,
             None => self.metadata.linked_blob_size(target, digest).await?,
@@ -209,7 +198,7 @@ impl UploadService {
         digest: &Digest,
         expected_len: Option<u64>,
         body: S,
-    ) -> Result<(), RegistryError>
+    ) -> Result<(), UploadError>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
     {
@@ -234,7 +223,7 @@ impl UploadService {
         hasher: DigestHasher,
         parts: &[UploadPartKey],
         size: u64,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), UploadError> {
         verify(digest, hasher.finish())?;
         self.storage
             .assemble(parts, &BlobKey(digest.clone()))
@@ -253,7 +242,7 @@ impl UploadService {
         &self,
         digest: &Digest,
         parts: &[UploadPartKey],
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), UploadError> {
         let key = BlobKey(digest.clone());
         if self.storage.stat(&key).await?.is_none() {
             tracing::warn!(%digest, "blob object vanished before its row was recorded; assembling again");
@@ -267,7 +256,7 @@ impl UploadService {
         &self,
         name: &RepositoryName,
         id: &UploadId,
-    ) -> Result<UploadState, RegistryError> {
+    ) -> Result<UploadState, UploadError> {
         let row = self.session(name, id).await?;
         Ok(UploadState { offset: row.offset })
     }
@@ -280,7 +269,7 @@ impl UploadService {
         range: Option<ContentRange>,
         content_length: Option<u64>,
         body: S,
-    ) -> Result<UploadState, RegistryError>
+    ) -> Result<UploadState, UploadError>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
     {
@@ -295,7 +284,7 @@ impl UploadService {
         };
         let mut parts = row.parts.clone();
         parts.push(PartRecord {
-            name: part.key.part.clone(),
+            name: part.key.part.as_str().to_owned(),
             size: part.size,
         });
         let offset = row.offset + part.size;
@@ -308,12 +297,9 @@ impl UploadService {
             Ok(false) => {
                 self.discard(std::slice::from_ref(&part.key)).await;
                 let now = self.session(name, id).await?;
-                Err(range_conflict(
-                    name,
-                    id,
-                    now.offset,
-                    "the upload was moved on by another request",
-                ))
+                Err(UploadError::MovedOn {
+                    at: at(name, id, now.offset),
+                })
             }
             Err(e) => {
                 self.discard(std::slice::from_ref(&part.key)).await;
@@ -332,7 +318,7 @@ impl UploadService {
         range: Option<ContentRange>,
         content_length: Option<u64>,
         body: S,
-    ) -> Result<(), RegistryError>
+    ) -> Result<(), UploadError>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
     {
@@ -381,7 +367,7 @@ impl UploadService {
         hasher: DigestHasher,
         keys: &[UploadPartKey],
         size: u64,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), UploadError> {
         let computed = if digest.algorithm() == SESSION_ALGORITHM {
             hasher.finish()
         } else {
@@ -400,23 +386,20 @@ impl UploadService {
         }
         drop(lock);
         match self.metadata.upload(name, id).await? {
-            Some(now) => Err(range_conflict(
-                name,
-                id,
-                now.offset,
-                "the upload was moved on by another request",
-            )),
-            None => Err(RegistryError::upload_unknown()),
+            Some(now) => Err(UploadError::MovedOn {
+                at: at(name, id, now.offset),
+            }),
+            None => Err(UploadError::UnknownSession),
         }
     }
 
     /// `DELETE`: cancels the session and removes its parts.
-    pub async fn cancel(&self, name: &RepositoryName, id: &UploadId) -> Result<(), RegistryError> {
+    pub async fn cancel(&self, name: &RepositoryName, id: &UploadId) -> Result<(), UploadError> {
         let parts = self
             .metadata
             .delete_upload(name, id)
             .await?
-            .ok_or_else(RegistryError::upload_unknown)?;
+            .ok_or(UploadError::UnknownSession)?;
         self.discard(&part_keys(id, &parts)).await;
         Ok(())
     }
@@ -425,11 +408,11 @@ impl UploadService {
         &self,
         name: &RepositoryName,
         id: &UploadId,
-    ) -> Result<UploadRow, RegistryError> {
+    ) -> Result<UploadRow, UploadError> {
         self.metadata
             .upload(name, id)
             .await?
-            .ok_or_else(RegistryError::upload_unknown)
+            .ok_or(UploadError::UnknownSession)
     }
 
     /// Writes a part, except for a body declared empty (`Content-Length: 0`, as the final
@@ -442,7 +425,7 @@ impl UploadService {
         hasher: &mut DigestHasher,
         expected: Option<u64>,
         body: S,
-    ) -> Result<Option<WrittenPart>, RegistryError>
+    ) -> Result<Option<WrittenPart>, UploadError>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
     {
@@ -461,7 +444,7 @@ impl UploadService {
         hasher: &mut DigestHasher,
         expected: Option<u64>,
         body: S,
-    ) -> Result<WrittenPart, RegistryError>
+    ) -> Result<WrittenPart, UploadError>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
     {
@@ -481,11 +464,10 @@ impl UploadService {
             && size != expected
         {
             self.discard(std::slice::from_ref(&key)).await;
-            return Err(RegistryError::new(
-                OciCode::BlobUploadInvalid,
-                "body length differs from the declared range",
-            )
-            .with_detail(serde_json::json!({ "declared": expected, "received": size })));
+            return Err(UploadError::LengthMismatch {
+                declared: expected,
+                received: size,
+            });
         }
         Ok(WrittenPart { key, size })
     }
@@ -494,7 +476,7 @@ impl UploadService {
         &self,
         algorithm: Algorithm,
         keys: &[UploadPartKey],
-    ) -> Result<Digest, RegistryError> {
+    ) -> Result<Digest, UploadError> {
         let mut hasher = DigestHasher::new(algorithm);
         for key in keys {
             let mut stream = self.storage.read_part(key).await?;
@@ -512,27 +494,23 @@ impl UploadService {
     /// Best-effort removal of parts nothing refers to; leftovers go with upload clean-up.
     async fn discard(&self, keys: &[UploadPartKey]) {
         if let Err(e) = self.storage.delete_parts(keys).await {
-            tracing::warn!(error = %crate::error::ErrorChain(&e), "could not delete upload parts");
+            tracing::warn!(error = %ErrorChain(&e), "could not delete upload parts");
         }
     }
 }
 
-fn restore(row: &UploadRow) -> Result<DigestHasher, RegistryError> {
-    DigestHasher::restore(SESSION_ALGORITHM, &row.hash_state)
-        .map_err(|e| RegistryError::internal(&e))
+fn restore(row: &UploadRow) -> Result<DigestHasher, UploadError> {
+    Ok(DigestHasher::restore(SESSION_ALGORITHM, &row.hash_state)?)
 }
 
-fn verify(claimed: &Digest, computed: Digest) -> Result<(), RegistryError> {
+fn verify(claimed: &Digest, computed: Digest) -> Result<(), UploadError> {
     if *claimed == computed {
         return Ok(());
     }
-    Err(RegistryError::new(
-        OciCode::DigestInvalid,
-        "provided digest did not match uploaded content",
-    )
-    .with_detail(
-        serde_json::json!({ "provided": claimed.to_string(), "computed": computed.to_string() }),
-    ))
+    Err(UploadError::DigestMismatch {
+        provided: claimed.clone(),
+        computed,
+    })
 }
 
 /// The body length a chunk must have, from its `Content-Range` and `Content-Length`.
@@ -542,62 +520,22 @@ fn expected_length(
     row: &UploadRow,
     range: Option<ContentRange>,
     content_length: Option<u64>,
-) -> Result<Option<u64>, RegistryError> {
+) -> Result<Option<u64>, UploadError> {
     let Some(range) = range else {
         return Ok(content_length);
     };
     if range.start != row.offset {
-        return Err(range_conflict(
-            name,
-            id,
-            row.offset,
-            "chunk does not start at the session's offset",
-        ));
+        return Err(UploadError::OffsetMismatch {
+            at: at(name, id, row.offset),
+        });
     }
     if let Some(length) = content_length
         && length != range.len()
     {
-        return Err(RegistryError::new(
-            OciCode::BlobUploadInvalid,
-            "Content-Length disagrees with Content-Range",
-        )
-        .with_detail(
-            serde_json::json!({ "Content-Length": length, "range length": range.len() }),
-        ));
+        return Err(UploadError::RangeLengthMismatch {
+            content_length: length,
+            range_length: range.len(),
+        });
     }
     Ok(Some(range.len()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_range_forms() {
-        assert_eq!(
-            ContentRange::parse("0-99").unwrap(),
-            ContentRange { start: 0, end: 99 }
-        );
-        assert_eq!(
-            ContentRange::parse("bytes=5-9").unwrap(),
-            ContentRange { start: 5, end: 9 }
-        );
-        assert_eq!(
-            ContentRange::parse("bytes 5-9/100").unwrap(),
-            ContentRange { start: 5, end: 9 }
-        );
-        for bad in [
-            "",
-            "abc",
-            "5",
-            "9-5",
-            "-5",
-            "1-x",
-            "bytes=1-",
-            "bytes 5-9/9",
-            "bytes 5-9/10x",
-        ] {
-            assert!(ContentRange::parse(bad).is_err(), "{bad}");
-        }
-    }
 }

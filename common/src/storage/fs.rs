@@ -231,7 +231,7 @@ impl Storage for FsStorage {
                 modified = modified.max(meta.modified().map_err(io_err(&rel))?);
                 parts.push(UploadPartKey {
                     upload: upload.clone(),
-                    part: file.file_name().to_string_lossy().into_owned(),
+                    part: file.file_name().to_string_lossy().into_owned().into(),
                 });
             }
             found.push(StoredUpload {

@@ -42,8 +42,42 @@ impl BlobKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadPartKey {
     pub upload: UploadId,
-    /// Unique within the upload, so that racing requests never write the same part.
-    pub part: String,
+    pub part: PartName,
+}
+
+/// The name of one part within its upload: unique, so that racing requests never write the
+/// same part, and ordered by the offset it starts at (`<offset, 20 digits>-<random>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartName(String);
+
+impl PartName {
+    /// A fresh name for a part starting at `offset`.
+    pub fn new(offset: u64) -> Self {
+        PartName(format!("{offset:020}-{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A name read back from the session's row or from a listing of the upload's parts.
+impl From<String> for PartName {
+    fn from(name: String) -> Self {
+        PartName(name)
+    }
+}
+
+impl From<&str> for PartName {
+    fn from(name: &str) -> Self {
+        PartName(name.to_owned())
+    }
+}
+
+impl std::fmt::Display for PartName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl UploadPartKey {
@@ -60,12 +94,12 @@ pub struct ByteRange {
 }
 
 impl ByteRange {
+    #[expect(
+        clippy::len_without_is_empty,
+        reason = "a range holds at least one byte: start <= end"
+    )]
     pub fn len(&self) -> u64 {
         self.end - self.start + 1
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
     }
 }
 

@@ -7,19 +7,17 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use http::header::{CONTENT_LENGTH, CONTENT_RANGE, HeaderMap, LOCATION, RANGE};
-use http::{HeaderName, StatusCode};
+use http::StatusCode;
+use http::header::{CONTENT_LENGTH, HeaderMap, LOCATION, RANGE};
 use registry_common::auth::{Action, Caller};
-use registry_common::http::{OciCode, RegistryError};
-use registry_common::http::{Repo, body_stream, content_length};
+use registry_common::http::headers::{
+    DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, content_range, upload_location, upload_range,
+};
+use registry_common::http::{OciCode, RegistryError, Repo, body_stream, content_length};
 use registry_common::oci::{Digest, RepositoryName, UploadId};
-use registry_common::services::upload_service::{range_header, upload_location};
-use registry_common::services::{ContentRange, UploadState};
+use registry_common::services::UploadState;
 use registry_common::state::AppState;
 use serde::Deserialize;
-
-static DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
-static DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 
 /// Routes of the upload service, on the internal paths.
 pub fn router() -> Router<AppState> {
@@ -81,19 +79,12 @@ fn session(
         status,
         [
             (LOCATION, upload_location(name, id)),
-            (RANGE, range_header(state.offset)),
+            (RANGE, upload_range(state.offset)),
             (DOCKER_UPLOAD_UUID.clone(), id.to_string()),
             (CONTENT_LENGTH, "0".to_owned()),
         ],
     )
         .into_response()
-}
-
-fn content_range(headers: &HeaderMap) -> Result<Option<ContentRange>, RegistryError> {
-    headers
-        .get(CONTENT_RANGE)
-        .map(|v| ContentRange::parse(v.to_str().unwrap_or("")))
-        .transpose()
 }
 
 /// `POST /v2/<name>/blobs/uploads/`: mount, monolithic upload, or a new session.

@@ -82,7 +82,7 @@ pub async fn storage() -> GcsStorage {
 pub fn part(upload: &UploadId, name: &str) -> UploadPartKey {
     UploadPartKey {
         upload: upload.clone(),
-        part: name.to_owned(),
+        part: name.into(),
     }
 }
 
