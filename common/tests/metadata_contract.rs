@@ -312,7 +312,7 @@ async fn manifests_need_their_blobs_and_children() {
             .unwrap()
             .expect("by tag");
         assert_eq!(stored.payload, good, "{engine}");
-        assert_eq!(stored.digest, digest_of(&good).to_string(), "{engine}");
+        assert_eq!(stored.digest, digest_of(&good), "{engine}");
 
         // Blobs linked in another repository do not count.
         assert_eq!(
@@ -473,7 +473,7 @@ async fn referrers_filter_by_artifact_type() {
             assert_eq!(put(&meta, &name, m, None).await, ManifestPut::Stored);
         }
         let all = meta.referrers(&name, &subject, None).await.unwrap();
-        let mut digests: Vec<_> = all.iter().map(|r| r.digest.clone()).collect();
+        let mut digests: Vec<_> = all.iter().map(|r| r.digest.to_string()).collect();
         digests.sort();
         let mut expected = vec![digest_of(&sbom).to_string(), digest_of(&sig).to_string()];
         expected.sort();
@@ -483,7 +483,7 @@ async fn referrers_filter_by_artifact_type() {
             .await
             .unwrap();
         assert_eq!(filtered.len(), 1, "{engine}");
-        assert_eq!(filtered[0].digest, digest_of(&sbom).to_string(), "{engine}");
+        assert_eq!(filtered[0].digest, digest_of(&sbom), "{engine}");
         assert_eq!(filtered[0].size, sbom.len() as u64, "{engine}");
         assert!(
             meta.referrers(&repo("p/other"), &subject, None)

@@ -12,7 +12,7 @@ use crate::metadata::MetadataError;
 use crate::oci::{
     DigestError, InvalidManifest, NameError, ReferenceError, TagError, UploadIdError,
 };
-use crate::services::{BlobError, SessionAt, UploadError};
+use crate::services::{BlobError, ManifestError, SessionAt, UploadError};
 use crate::storage::StorageError;
 
 /// Error codes of the distribution spec, plus the few that distribution added and clients know.
@@ -329,4 +329,38 @@ fn session_conflict(at: SessionAt, message: &str) -> RegistryError {
             upload_location(&at.repository, &at.id),
         )
         .with_header(DOCKER_UPLOAD_UUID.clone(), at.id.to_string())
+}
+
+impl From<ManifestError> for RegistryError {
+    fn from(e: ManifestError) -> Self {
+        match e {
+            ManifestError::DigestMismatch {
+                reference,
+                computed,
+            } => RegistryError::new(
+                OciCode::DigestInvalid,
+                "manifest digest does not match the reference",
+            )
+            .with_detail(serde_json::json!({
+                "reference": reference.to_string(), "computed": computed.to_string()
+            })),
+            ManifestError::Invalid(e) => e.into(),
+            ManifestError::BlobUnknown { digest } => RegistryError::new(
+                OciCode::ManifestBlobUnknown,
+                "manifest references a manifest or blob unknown to this repository",
+            )
+            .with_detail(serde_json::json!({ "digest": digest.to_string() })),
+            e @ ManifestError::SizeMismatch { .. } => {
+                RegistryError::manifest_invalid(e.to_string())
+            }
+            ManifestError::Unknown { reference } => RegistryError::manifest_unknown(&reference),
+            ManifestError::NameUnknown { name } => RegistryError::name_unknown(&name),
+            ManifestError::InUse => RegistryError::new(
+                OciCode::Denied,
+                "manifest is listed by an index of this repository; delete the index first",
+            )
+            .with_status(StatusCode::CONFLICT),
+            ManifestError::Metadata(e) => e.into(),
+        }
+    }
 }

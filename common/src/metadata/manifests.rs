@@ -9,7 +9,7 @@ use super::{
     Deletion, Metadata, MetadataError, from_db_size, is_foreign_key_violation, now_millis,
 };
 use super::{repositories, to_db_size};
-use crate::oci::{Descriptor, Digest, ParsedManifest, RepositoryName, Tag};
+use crate::oci::{Descriptor, Digest, MediaType, ParsedManifest, RepositoryName, Tag};
 
 /// Manifests of a repository whose subject is a digest (optionally one artifact type).
 pub(crate) const REFERRERS: &str = "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m \
@@ -55,16 +55,16 @@ pub enum ManifestPut {
 /// A stored manifest.
 #[derive(Debug, Clone)]
 pub struct StoredManifest {
-    pub digest: String,
-    pub media_type: String,
+    pub digest: Digest,
+    pub media_type: MediaType,
     pub payload: Vec<u8>,
 }
 
 /// A manifest whose subject is the asked digest.
 #[derive(Debug, Clone)]
 pub struct ReferrerRow {
-    pub digest: String,
-    pub media_type: String,
+    pub digest: Digest,
+    pub media_type: MediaType,
     pub size: u64,
     pub artifact_type: Option<String>,
     pub annotations: Option<String>,
@@ -146,7 +146,7 @@ impl Metadata {
             .fetch_optional(&self.read)
             .await
             .map_err(MetadataError::query("select manifest by tag"))?;
-        Ok(row.map(stored))
+        row.map(stored).transpose()
     }
 
     /// A manifest by digest.
@@ -161,7 +161,7 @@ impl Metadata {
             .fetch_optional(&self.read)
             .await
             .map_err(MetadataError::query("select manifest by digest"))?;
-        Ok(row.map(stored))
+        row.map(stored).transpose()
     }
 
     /// Deletes a manifest, its tags and its reference rows.
@@ -218,27 +218,34 @@ impl Metadata {
             .fetch_all(&self.read)
             .await
             .map_err(MetadataError::query("select referrers"))?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(digest, media_type, size, artifact_type, annotations)| ReferrerRow {
-                    digest,
-                    media_type,
+        rows.into_iter()
+            .map(|(digest, media_type, size, artifact_type, annotations)| {
+                Ok(ReferrerRow {
+                    digest: stored_digest(&digest)?,
+                    media_type: stored_media_type(&media_type)?,
                     size: from_db_size(size),
                     artifact_type,
                     annotations,
-                },
-            )
-            .collect())
+                })
+            })
+            .collect()
     }
 }
 
-fn stored((digest, media_type, payload): StoredRow) -> StoredManifest {
-    StoredManifest {
-        digest,
-        media_type,
+fn stored((digest, media_type, payload): StoredRow) -> Result<StoredManifest, MetadataError> {
+    Ok(StoredManifest {
+        digest: stored_digest(&digest)?,
+        media_type: stored_media_type(&media_type)?,
         payload,
-    }
+    })
+}
+
+fn stored_digest(raw: &str) -> Result<Digest, MetadataError> {
+    Digest::parse(raw).map_err(|e| MetadataError::Corrupt(e.to_string()))
+}
+
+fn stored_media_type(raw: &str) -> Result<MediaType, MetadataError> {
+    MediaType::parse(raw).ok_or_else(|| MetadataError::Corrupt(format!("media type {raw:?}")))
 }
 
 fn check(

@@ -12,6 +12,27 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// A media type (`type/subtype`), as stored with a manifest and answered in `Content-Type`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MediaType(String);
+
+impl MediaType {
+    /// `None` for what is not a media type.
+    pub fn parse(raw: &str) -> Option<Self> {
+        is_valid_media_type(raw).then(|| MediaType(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for MediaType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A manifest body the registry refuses, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("manifest invalid: {reason}")]

@@ -7,7 +7,7 @@ pub mod name;
 pub mod upload_id;
 
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
-pub use manifest::{Descriptor, InvalidManifest, ManifestKind, ParsedManifest};
+pub use manifest::{Descriptor, InvalidManifest, ManifestKind, MediaType, ParsedManifest};
 pub use name::{NameError, Reference, ReferenceError, RepositoryName, Tag, TagError};
 pub use upload_id::{UploadId, UploadIdError};
 

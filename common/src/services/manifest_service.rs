@@ -1,11 +1,10 @@
 //! Manifests, tags, the catalog and referrers.
 
-use http::StatusCode;
-
-use crate::http::{OciCode, RegistryError};
-use crate::metadata::{Deletion, ManifestPut, Metadata, NewManifest, StoredManifest};
+use crate::metadata::{
+    Deletion, ManifestPut, Metadata, MetadataError, NewManifest, StoredManifest,
+};
 use crate::oci::manifest::{OCI_INDEX, is_valid_media_type};
-use crate::oci::{Digest, ParsedManifest, Reference, RepositoryName};
+use crate::oci::{Digest, InvalidManifest, ParsedManifest, Reference, RepositoryName};
 
 /// Fewest and most catalog rows read per query while filtering a page.
 const CATALOG_BATCH_MIN: u32 = 100;
@@ -15,6 +14,37 @@ const CATALOG_BATCH_MAX: u32 = 1000;
 #[derive(Debug, Clone)]
 pub struct ManifestService {
     metadata: Metadata,
+}
+
+/// Why a manifest, tag or listing operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The manifest pushed by digest hashes to another digest.
+    #[error("manifest digest {computed} does not match the reference {reference}")]
+    DigestMismatch { reference: Digest, computed: Digest },
+    #[error(transparent)]
+    Invalid(#[from] InvalidManifest),
+    /// A blob or child manifest it references is not in the repository.
+    #[error("manifest references {digest}, unknown to the repository")]
+    BlobUnknown { digest: Digest },
+    /// A descriptor's size is not the stored content's.
+    #[error("descriptor of {digest} declares {declared} bytes; the stored content has {stored}")]
+    SizeMismatch {
+        digest: Digest,
+        declared: u64,
+        stored: u64,
+    },
+    /// No manifest (or tag) by that reference in the repository.
+    #[error("manifest {reference} unknown")]
+    Unknown { reference: Reference },
+    /// No such repository.
+    #[error("repository {name} unknown")]
+    NameUnknown { name: RepositoryName },
+    /// An index of the repository lists the manifest.
+    #[error("manifest is listed by an index of the repository")]
+    InUse,
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
 }
 
 /// A stored manifest push.
@@ -44,18 +74,15 @@ impl ManifestService {
         reference: &Reference,
         content_type: Option<&str>,
         body: &[u8],
-    ) -> Result<PushedManifest, RegistryError> {
+    ) -> Result<PushedManifest, ManifestError> {
         let digest = match reference {
             Reference::Digest(claimed) => {
                 let computed = Digest::of(claimed.algorithm(), body);
                 if computed != *claimed {
-                    return Err(RegistryError::new(
-                        OciCode::DigestInvalid,
-                        "manifest digest does not match the reference",
-                    )
-                    .with_detail(serde_json::json!({
-                        "reference": claimed.to_string(), "computed": computed.to_string()
-                    })));
+                    return Err(ManifestError::DigestMismatch {
+                        reference: claimed.clone(),
+                        computed,
+                    });
                 }
                 computed
             }
@@ -77,18 +104,18 @@ impl ManifestService {
                 digest,
                 subject: parsed.subject.clone(),
             }),
-            ManifestPut::MissingBlob(d) | ManifestPut::MissingChild(d) => Err(RegistryError::new(
-                OciCode::ManifestBlobUnknown,
-                "manifest references a manifest or blob unknown to this repository",
-            )
-            .with_detail(serde_json::json!({ "digest": d.to_string() }))),
+            ManifestPut::MissingBlob(digest) | ManifestPut::MissingChild(digest) => {
+                Err(ManifestError::BlobUnknown { digest })
+            }
             ManifestPut::SizeMismatch {
                 digest,
                 declared,
                 stored,
-            } => Err(RegistryError::manifest_invalid(format!(
-                "descriptor of {digest} declares {declared} bytes; the stored content has {stored}"
-            ))),
+            } => Err(ManifestError::SizeMismatch {
+                digest,
+                declared,
+                stored,
+            }),
         }
     }
 
@@ -97,16 +124,14 @@ impl ManifestService {
         &self,
         name: &RepositoryName,
         reference: &Reference,
-    ) -> Result<StoredManifest, RegistryError> {
+    ) -> Result<StoredManifest, ManifestError> {
         let found = match reference {
             Reference::Tag(tag) => self.metadata.manifest_by_tag(name, tag).await?,
             Reference::Digest(digest) => self.metadata.manifest_by_digest(name, digest).await?,
         };
         match found {
             Some(manifest) => Ok(manifest),
-            None => Err(self
-                .unknown(name, RegistryError::manifest_unknown(reference))
-                .await?),
+            None => Err(self.unknown(name, reference).await?),
         }
     }
 
@@ -115,20 +140,16 @@ impl ManifestService {
         &self,
         name: &RepositoryName,
         reference: &Reference,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), ManifestError> {
         match reference {
             Reference::Tag(tag) => match self.metadata.delete_tag(name, tag).await? {
                 true => Ok(()),
-                false => Err(RegistryError::manifest_unknown(reference)),
+                false => Err(unknown(reference)),
             },
             Reference::Digest(digest) => match self.metadata.delete_manifest(name, digest).await? {
                 Deletion::Removed => Ok(()),
-                Deletion::NotFound => Err(RegistryError::manifest_unknown(reference)),
-                Deletion::InUse => Err(RegistryError::new(
-                    OciCode::Denied,
-                    "manifest is listed by an index of this repository; delete the index first",
-                )
-                .with_status(StatusCode::CONFLICT)),
+                Deletion::NotFound => Err(unknown(reference)),
+                Deletion::InUse => Err(ManifestError::InUse),
             },
         }
     }
@@ -139,12 +160,12 @@ impl ManifestService {
         name: &RepositoryName,
         n: u32,
         last: Option<&str>,
-    ) -> Result<Page, RegistryError> {
+    ) -> Result<Page, ManifestError> {
         let repository_id = self
             .metadata
             .repository_id(name)
             .await?
-            .ok_or_else(|| RegistryError::name_unknown(name))?;
+            .ok_or_else(|| ManifestError::NameUnknown { name: name.clone() })?;
         if n == 0 {
             return Ok(Page {
                 items: Vec::new(),
@@ -158,15 +179,11 @@ impl ManifestService {
     /// A page of the repository names `visible` accepts (the caller may pull them). Rows are
     /// read in batches until the page and one more visible name are found, so `next_after`
     /// is the last name of the page exactly when a visible name follows it.
-    pub async fn catalog<F, V>(
-        &self,
-        n: u32,
-        last: Option<&str>,
-        visible: V,
-    ) -> Result<Page, RegistryError>
+    pub async fn catalog<F, V, E>(&self, n: u32, last: Option<&str>, visible: V) -> Result<Page, E>
     where
         V: Fn(String) -> F,
-        F: Future<Output = Result<bool, RegistryError>>,
+        F: Future<Output = Result<bool, E>>,
+        E: From<ManifestError>,
     {
         if n == 0 {
             return Ok(Page {
@@ -179,7 +196,11 @@ impl ManifestService {
         let mut items = Vec::with_capacity(wanted.min(CATALOG_BATCH_MAX as usize));
         let mut cursor = last.map(str::to_owned);
         loop {
-            let rows = self.metadata.catalog(cursor.as_deref(), batch).await?;
+            let rows = self
+                .metadata
+                .catalog(cursor.as_deref(), batch)
+                .await
+                .map_err(ManifestError::from)?;
             let exhausted = rows.len() < batch as usize;
             for name in rows {
                 if visible(name.clone()).await? {
@@ -202,7 +223,7 @@ impl ManifestService {
         name: &RepositoryName,
         subject: &Digest,
         artifact_type: Option<&str>,
-    ) -> Result<serde_json::Value, RegistryError> {
+    ) -> Result<serde_json::Value, ManifestError> {
         // No manifest can have an artifact type that is not a media type: answer the filter
         // without asking the database to compare arbitrary bytes.
         let rows = match artifact_type {
@@ -217,8 +238,8 @@ impl ManifestService {
             .into_iter()
             .map(|row| {
                 let mut descriptor = serde_json::json!({
-                    "mediaType": row.media_type,
-                    "digest": row.digest,
+                    "mediaType": row.media_type.as_str(),
+                    "digest": row.digest.to_string(),
                     "size": row.size,
                 });
                 if let Some(artifact_type) = row.artifact_type {
@@ -239,16 +260,22 @@ impl ManifestService {
         }))
     }
 
-    /// NAME_UNKNOWN when the repository does not exist, else the given error.
+    /// `NameUnknown` when the repository does not exist, else `Unknown`.
     async fn unknown(
         &self,
         name: &RepositoryName,
-        otherwise: RegistryError,
-    ) -> Result<RegistryError, RegistryError> {
+        reference: &Reference,
+    ) -> Result<ManifestError, ManifestError> {
         Ok(match self.metadata.repository_id(name).await? {
-            None => RegistryError::name_unknown(name),
-            Some(_) => otherwise,
+            None => ManifestError::NameUnknown { name: name.clone() },
+            Some(_) => unknown(reference),
         })
+    }
+}
+
+fn unknown(reference: &Reference) -> ManifestError {
+    ManifestError::Unknown {
+        reference: reference.clone(),
     }
 }
 

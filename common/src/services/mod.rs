@@ -12,5 +12,5 @@ pub mod upload_service;
 
 pub use blob_service::{BlobAnswer, BlobError, BlobRead, BlobService, RangeSpec};
 pub use management_service::{ManagementError, ManagementService};
-pub use manifest_service::{ManifestService, Page, PushedManifest};
+pub use manifest_service::{ManifestError, ManifestService, Page, PushedManifest};
 pub use upload_service::{ContentRange, SessionAt, UploadError, UploadService, UploadState};

@@ -17,6 +17,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderMap, LINK, LOCATION
 use http::{HeaderName, StatusCode};
 use registry_common::auth::Caller;
 use registry_common::http::RegistryError;
+use registry_common::http::headers::DOCKER_CONTENT_DIGEST;
 use registry_common::http::{Repo, content_type, read_limited};
 use registry_common::metadata::StoredManifest;
 use registry_common::oci::manifest::OCI_INDEX;
@@ -26,7 +27,6 @@ use serde::Deserialize;
 
 use pagination::PageQuery;
 
-static DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 static OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 static OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 
@@ -63,9 +63,9 @@ async fn base() -> Json<serde_json::Value> {
 
 fn manifest_headers(manifest: &StoredManifest) -> [(HeaderName, String); 4] {
     [
-        (CONTENT_TYPE, manifest.media_type.clone()),
+        (CONTENT_TYPE, manifest.media_type.to_string()),
         (CONTENT_LENGTH, manifest.payload.len().to_string()),
-        (DOCKER_CONTENT_DIGEST.clone(), manifest.digest.clone()),
+        (DOCKER_CONTENT_DIGEST.clone(), manifest.digest.to_string()),
         (ETAG, format!("\"{}\"", manifest.digest)),
     ]
 }
@@ -168,7 +168,7 @@ async fn catalog(
     })?;
     let visible = |name: String| {
         let caller = caller.clone();
-        async move { Ok(caller.may_see(&name).await?) }
+        async move { Ok::<_, RegistryError>(caller.may_see(&name).await?) }
     };
     let page = state
         .manifests
