@@ -6,6 +6,7 @@
 
 mod auth_layer;
 mod body;
+mod extract;
 pub mod headers;
 mod layers;
 pub mod oci_error;
@@ -14,6 +15,7 @@ mod server;
 pub mod service_main;
 
 pub use body::{body_stream, content_length, content_type, read_limited};
+pub use extract::{DigestPath, ReferencePath, UploadIdPath};
 pub use layers::{registry_app, registry_fallbacks};
 pub use oci_error::{OciCode, RegistryError};
 pub use route::{INTERNAL_PREFIX, RegistryRoute, Repo};

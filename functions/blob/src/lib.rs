@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::StatusCode;
@@ -11,7 +11,7 @@ use http::header::{
     ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, LOCATION,
 };
 use registry_common::http::headers::{self, DOCKER_CONTENT_DIGEST};
-use registry_common::http::{RegistryError, Repo};
+use registry_common::http::{DigestPath, RegistryError, Repo};
 use registry_common::oci::Digest;
 use registry_common::services::{BlobAnswer, BlobRead};
 use registry_common::state::AppState;
@@ -44,9 +44,8 @@ fn blob_headers(digest: &Digest, length: u64) -> [(http::HeaderName, String); 5]
 async fn head_blob(
     State(state): State<AppState>,
     Repo(name): Repo,
-    Path(digest): Path<String>,
+    DigestPath(digest): DigestPath,
 ) -> Result<Response, RegistryError> {
-    let digest = Digest::parse(&digest)?;
     let size = state.blobs.size(&name, &digest).await?;
     Ok((StatusCode::OK, blob_headers(&digest, size)).into_response())
 }
@@ -56,10 +55,9 @@ async fn head_blob(
 async fn get_blob(
     State(state): State<AppState>,
     Repo(name): Repo,
-    Path(digest): Path<String>,
+    DigestPath(digest): DigestPath,
     headers: HeaderMap,
 ) -> Result<Response, RegistryError> {
-    let digest = Digest::parse(&digest)?;
     let answer = state
         .blobs
         .get(&name, &digest, headers::range(&headers))
@@ -99,9 +97,8 @@ fn bytes(digest: &Digest, read: BlobRead) -> Response {
 async fn delete_blob(
     State(state): State<AppState>,
     Repo(name): Repo,
-    Path(digest): Path<String>,
+    DigestPath(digest): DigestPath,
 ) -> Result<Response, RegistryError> {
-    let digest = Digest::parse(&digest)?;
     state.blobs.delete(&name, &digest).await?;
     Ok((StatusCode::ACCEPTED, [(CONTENT_LENGTH, "0")]).into_response())
 }

@@ -9,7 +9,7 @@ mod pagination;
 mod token;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -18,10 +18,10 @@ use http::{HeaderName, StatusCode};
 use registry_common::auth::Caller;
 use registry_common::http::RegistryError;
 use registry_common::http::headers::DOCKER_CONTENT_DIGEST;
-use registry_common::http::{Repo, content_type, read_limited};
+use registry_common::http::{DigestPath, ReferencePath, Repo, content_type, read_limited};
 use registry_common::metadata::StoredManifest;
 use registry_common::oci::manifest::OCI_INDEX;
-use registry_common::oci::{Digest, Reference, RepositoryName, Tag};
+use registry_common::oci::{RepositoryName, Tag};
 use registry_common::state::AppState;
 use serde::Deserialize;
 
@@ -74,9 +74,8 @@ fn manifest_headers(manifest: &StoredManifest) -> [(HeaderName, String); 4] {
 async fn get_manifest(
     State(state): State<AppState>,
     Repo(name): Repo,
-    Path(reference): Path<String>,
+    ReferencePath(reference): ReferencePath,
 ) -> Result<Response, RegistryError> {
-    let reference = Reference::parse(&reference)?;
     let manifest = state.manifests.get(&name, &reference).await?;
     let headers = manifest_headers(&manifest);
     Ok((StatusCode::OK, headers, manifest.payload).into_response())
@@ -86,9 +85,8 @@ async fn get_manifest(
 async fn head_manifest(
     State(state): State<AppState>,
     Repo(name): Repo,
-    Path(reference): Path<String>,
+    ReferencePath(reference): ReferencePath,
 ) -> Result<Response, RegistryError> {
-    let reference = Reference::parse(&reference)?;
     let manifest = state.manifests.get(&name, &reference).await?;
     Ok((StatusCode::OK, manifest_headers(&manifest)).into_response())
 }
@@ -97,11 +95,10 @@ async fn head_manifest(
 async fn put_manifest(
     State(state): State<AppState>,
     Repo(name): Repo,
-    Path(reference): Path<String>,
+    ReferencePath(reference): ReferencePath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RegistryError> {
-    let reference = Reference::parse(&reference)?;
     let limit = state.limits.manifest_max_bytes;
     let body = read_limited(&headers, body, limit, state.body_idle_timeout).await?;
     let pushed = state
@@ -130,9 +127,8 @@ async fn put_manifest(
 async fn delete_manifest(
     State(state): State<AppState>,
     Repo(name): Repo,
-    Path(reference): Path<String>,
+    ReferencePath(reference): ReferencePath,
 ) -> Result<Response, RegistryError> {
-    let reference = Reference::parse(&reference)?;
     state.manifests.delete(&name, &reference).await?;
     Ok((StatusCode::ACCEPTED, [(CONTENT_LENGTH, "0")]).into_response())
 }
@@ -198,10 +194,9 @@ struct ReferrersQuery {
 async fn referrers(
     State(state): State<AppState>,
     Repo(name): Repo,
-    Path(digest): Path<String>,
+    DigestPath(digest): DigestPath,
     query: Result<Query<ReferrersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, RegistryError> {
-    let digest = Digest::parse(&digest)?;
     let artifact_type = query
         .ok()
         .and_then(|Query(q)| q.artifact_type)

@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -13,7 +13,9 @@ use registry_common::auth::{Action, Caller};
 use registry_common::http::headers::{
     DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, content_range, upload_location, upload_range,
 };
-use registry_common::http::{OciCode, RegistryError, Repo, body_stream, content_length};
+use registry_common::http::{
+    OciCode, RegistryError, Repo, UploadIdPath, body_stream, content_length,
+};
 use registry_common::oci::{Digest, RepositoryName, UploadId};
 use registry_common::services::UploadState;
 use registry_common::state::AppState;
@@ -141,9 +143,8 @@ async fn start_upload(
 async fn upload_status(
     State(state): State<AppState>,
     Repo(name): Repo,
-    Path(id): Path<String>,
+    UploadIdPath(id): UploadIdPath,
 ) -> Result<Response, RegistryError> {
-    let id = UploadId::parse(&id)?;
     let status = state.uploads.status(&name, &id).await?;
     Ok(session(StatusCode::NO_CONTENT, &name, &id, status))
 }
@@ -152,11 +153,10 @@ async fn upload_status(
 async fn patch_upload(
     State(state): State<AppState>,
     Repo(name): Repo,
-    Path(id): Path<String>,
+    UploadIdPath(id): UploadIdPath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RegistryError> {
-    let id = UploadId::parse(&id)?;
     let range = content_range(&headers)?;
     let body = body_stream(body, state.body_idle_timeout);
     let status = state
@@ -170,12 +170,11 @@ async fn patch_upload(
 async fn finish_upload(
     State(state): State<AppState>,
     Repo(name): Repo,
-    Path(id): Path<String>,
+    UploadIdPath(id): UploadIdPath,
     query: Result<Query<FinishQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RegistryError> {
-    let id = UploadId::parse(&id)?;
     let Query(query) = query.map_err(bad_query)?;
     let digest = query.digest.ok_or_else(|| {
         RegistryError::new(
@@ -197,9 +196,8 @@ async fn finish_upload(
 async fn cancel_upload(
     State(state): State<AppState>,
     Repo(name): Repo,
-    Path(id): Path<String>,
+    UploadIdPath(id): UploadIdPath,
 ) -> Result<Response, RegistryError> {
-    let id = UploadId::parse(&id)?;
     state.uploads.cancel(&name, &id).await?;
     Ok((StatusCode::NO_CONTENT, [(CONTENT_LENGTH, "0")]).into_response())
 }

@@ -1,0 +1,62 @@
+//! Typed extractors for what follows the repository name in a path: a blob's digest, a
+//! manifest's reference, an upload's id. Each parses once, and its rejection is the spec's
+//! error for that part (`DIGEST_INVALID`, `TAG_INVALID`, `BLOB_UPLOAD_UNKNOWN`), so handlers
+//! never hold a `Path<String>`. (The repository itself is [`Repo`](super::Repo).)
+
+use axum::extract::{FromRequestParts, Path};
+use http::request::Parts;
+
+use super::oci_error::RegistryError;
+use crate::oci::{Digest, DigestError, Reference, TagError, UploadId, UploadIdError};
+
+/// `{digest}` of `/blobs/<digest>` and `/referrers/<digest>`.
+#[derive(Debug, Clone)]
+pub struct DigestPath(pub Digest);
+
+/// `{reference}` of `/manifests/<reference>`: a tag or a digest.
+#[derive(Debug, Clone)]
+pub struct ReferencePath(pub Reference);
+
+/// `{id}` of `/blobs/uploads/<id>`.
+#[derive(Debug, Clone)]
+pub struct UploadIdPath(pub UploadId);
+
+/// The one path parameter, percent-decoded; `None` when it does not decode to UTF-8.
+async fn raw<S: Send + Sync>(parts: &mut Parts, state: &S) -> Option<String> {
+    Path::<String>::from_request_parts(parts, state)
+        .await
+        .ok()
+        .map(|Path(raw)| raw)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for DigestPath {
+    type Rejection = RegistryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = raw(parts, state).await.ok_or(DigestError {
+            digest: String::new(),
+            reason: "not valid UTF-8",
+        })?;
+        Ok(DigestPath(Digest::parse(&raw)?))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ReferencePath {
+    type Rejection = RegistryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = raw(parts, state)
+            .await
+            .ok_or(TagError { tag: String::new() })?;
+        Ok(ReferencePath(Reference::parse(&raw)?))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for UploadIdPath {
+    type Rejection = RegistryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = raw(parts, state).await.ok_or(UploadIdError)?;
+        Ok(UploadIdPath(UploadId::parse(&raw)?))
+    }
+}
