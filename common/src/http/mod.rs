@@ -1,8 +1,11 @@
-//! HTTP bootstrap shared by every binary: the `/v2/<name>/…` path parsing, the authorization
-//! of every request after it (`auth_layer`), body streams with idle timeouts, common response
-//! headers, request logging, a server that bounds connections, header sizes and header read
-//! time, speaks HTTP/1.1 and h2c on one port, and shuts down gracefully, and the `main` every
-//! binary calls ([`service_main::run`]).
+//! The HTTP layer shared by every binary, the only place that speaks HTTP: the `/v2/<name>/…`
+//! path rewriting (`route`), typed extractors for the path's parts (`extract`), the request
+//! headers read into domain types and the registry's header names (`headers`), the mapping of
+//! every domain error to the spec's answer ([`oci_error`]), the authorization of every request
+//! (`auth_layer`), body streams with idle timeouts, common response headers, request logging,
+//! a server that bounds connections, header sizes and header read time, speaks HTTP/1.1 and
+//! h2c on one port, and shuts down gracefully, and the `main` every binary calls
+//! ([`service_main::run`]).
 
 mod auth_layer;
 mod body;

@@ -129,7 +129,7 @@ pub fn run_with(service: Service, routes: Router<AppState>, plugins: Plugins) ->
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let chain = error_chain(&e);
+            let chain = crate::error::ErrorChain(&e).to_string();
             tracing::error!(service = service.name, error = %chain, "stopped");
             eprintln!("{}: {chain}", service.name);
             exit_code(&e)
@@ -184,16 +184,4 @@ pub async fn serve_service(
     metadata.close().await;
     tracing::info!(service = service.name, "stopped");
     Ok(())
-}
-
-/// `error: cause: cause…`, the whole `source` chain on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -1,7 +1,7 @@
 //! Domain logic: what each registry operation means, over the metadata layer and storage.
 //! Services speak the domain only: typed arguments, typed results and one error enum each
 //! (`BlobError`, `UploadError`, `ManifestError`, `ManagementError`), no HTTP. The HTTP layer
-//! maps those errors once (`crate::http::oci_error` for the distribution API, the `api`
+//! maps those errors once (its `oci_error` module for the distribution API, the `api`
 //! crate's envelope for management). Handlers call services, services never call handlers.
 
 mod blob_service;
