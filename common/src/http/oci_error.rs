@@ -364,3 +364,7 @@ impl From<ManifestError> for RegistryError {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "oci_error_tests.rs"]
+mod tests;

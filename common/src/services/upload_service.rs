@@ -539,3 +539,7 @@ fn expected_length(
     }
     Ok(Some(range.len()))
 }
+
+#[cfg(test)]
+#[path = "upload_service_tests.rs"]
+mod tests;
