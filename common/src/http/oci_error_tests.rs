@@ -10,7 +10,10 @@ fn digest(fill: char) -> Digest {
     Digest::parse(&format!("sha256:{}", fill.to_string().repeat(64))).unwrap()
 }
 
-async fn answer(error: RegistryError) -> (StatusCode, Vec<(String, String)>, Value) {
+/// Response headers other than `Content-Type`, in order.
+type Headers = Vec<(String, String)>;
+
+async fn answer(error: RegistryError) -> (StatusCode, Headers, Value) {
     let response = error.into_response();
     let status = response.status();
     let headers = response
@@ -55,7 +58,7 @@ async fn every_domain_error_maps_to_its_oci_answer() {
     let tag = Reference::Tag(Tag::parse("v1").unwrap());
     let name_error = RepositoryName::parse("A").unwrap_err();
     let name_reason = name_error.reason;
-    let table: Vec<(RegistryError, StatusCode, Vec<(String, String)>, Value)> = vec![
+    let table: Vec<(RegistryError, StatusCode, Headers, Value)> = vec![
         (
             name_error.into(),
             StatusCode::BAD_REQUEST,
