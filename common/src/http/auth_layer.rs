@@ -20,6 +20,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::header::HOST;
 
+use super::route::{HEALTHZ_PATH, TOKEN_PATH};
 use crate::auth::{Action, Authorizer, Caller, Credentials, Principal};
 use crate::error::{OciCode, RegistryError};
 use crate::oci::RepositoryName;
@@ -36,7 +37,7 @@ enum Need {
 impl Need {
     fn of(request: &Request) -> Need {
         let path = request.uri().path();
-        if path == "/healthz" || path == "/auth/token" {
+        if path == HEALTHZ_PATH || path == TOKEN_PATH {
             return Need::Nothing;
         }
         if path == "/api" || path.starts_with("/api/") {

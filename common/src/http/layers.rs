@@ -22,7 +22,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, Method, StatusCode, Uri, Version};
 use tracing::Instrument;
 
-use super::route::{INTERNAL_PREFIX, RegistryRoute};
+use super::route::{Endpoint, HEALTHZ_PATH, INTERNAL_PREFIX, RegistryRoute};
 use crate::error::RegistryError;
 use crate::oci::RepositoryName;
 use crate::telemetry;
@@ -34,7 +34,7 @@ static API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-ap
 
 /// Wraps a service's routes (already given their state) into the app it serves.
 pub fn registry_app(routes: Router) -> Router {
-    let routes = registry_fallbacks(routes.route("/healthz", get(healthz)));
+    let routes = registry_fallbacks(routes.route(HEALTHZ_PATH, get(healthz)));
     Router::new()
         .fallback_service(routes)
         .layer(middleware::from_fn(super::auth_layer::authorize))
@@ -67,26 +67,9 @@ pub fn registry_fallbacks(routes: Router) -> Router {
         })
 }
 
-/// Whether a (rewritten) path is an endpoint of the distribution API: `/v2/`, the catalog, or
-/// an internal path with its parameter present.
+/// Whether a (rewritten) path is an endpoint of the distribution API, its parameter present.
 fn is_api_endpoint(path: &str) -> bool {
-    if path == "/v2/" || path == "/v2/_catalog" {
-        return true;
-    }
-    let Some(rest) = path
-        .strip_prefix(INTERNAL_PREFIX)
-        .and_then(|p| p.strip_prefix('/'))
-    else {
-        return false;
-    };
-    match rest.split_once('/') {
-        None => rest == "tags",
-        Some(("uploads", _)) => true,
-        Some(("manifests" | "blobs" | "referrers", param)) => {
-            !param.is_empty() && !param.contains('/')
-        }
-        Some(_) => false,
-    }
+    Endpoint::of_route(path).is_some()
 }
 
 /// `GET /healthz`: the process serves; touches neither the database nor storage.
@@ -104,7 +87,7 @@ async fn rewrite_path(mut request: Request, next: Next) -> Response {
     let internal = match RegistryRoute::rewrite(uri.path()) {
         RegistryRoute::Unchanged => return next.run(request).await,
         RegistryRoute::NotFound => format!("{INTERNAL_PREFIX}/not-found"),
-        RegistryRoute::Repository { name, internal } => match RepositoryName::parse(name) {
+        RegistryRoute::Repository { name, internal, .. } => match RepositoryName::parse(name) {
             Ok(name) => {
                 request.extensions_mut().insert(name);
                 internal
@@ -222,36 +205,4 @@ fn protocol(version: Version) -> &'static str {
 /// `Content-Length` as Cloud Logging's int64 (a JSON string), when the head says it.
 fn header_len(headers: &HeaderMap) -> Option<String> {
     super::content_length(headers).map(|len| len.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_api_endpoint;
-
-    #[test]
-    fn api_endpoints_after_rewriting() {
-        for path in [
-            "/v2/",
-            "/v2/_catalog",
-            "/_oci/tags",
-            "/_oci/uploads/",
-            "/_oci/uploads/abc",
-            "/_oci/manifests/latest",
-            "/_oci/blobs/sha256:x",
-            "/_oci/referrers/sha256:x",
-        ] {
-            assert!(is_api_endpoint(path), "{path}");
-        }
-        for path in [
-            "/healthz",
-            "/_oci/not-found",
-            "/_oci/manifests/",
-            "/_oci/blobs/",
-            "/v2",
-            "/api/x",
-            "/_oci/tagsx",
-        ] {
-            assert!(!is_api_endpoint(path), "{path}");
-        }
-    }
 }

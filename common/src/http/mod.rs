@@ -13,6 +13,6 @@ pub mod service_main;
 
 pub use body::{body_stream, content_length, content_type, read_limited};
 pub use layers::{registry_app, registry_fallbacks};
-pub use route::{INTERNAL_PREFIX, RegistryRoute, Repo};
+pub use route::{Endpoint, HEALTHZ_PATH, INTERNAL_PREFIX, RegistryRoute, Repo, TOKEN_PATH};
 pub use server::{serve, shutdown_signal};
 pub use service_main::Service;

@@ -11,7 +11,7 @@ use http::header::{
     ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, LOCATION, RANGE,
 };
 use registry_common::error::RegistryError;
-use registry_common::http::Repo;
+use registry_common::http::{Endpoint, Repo};
 use registry_common::oci::Digest;
 use registry_common::state::AppState;
 
@@ -21,7 +21,7 @@ static DOCKER_CONTENT_DIGEST: http::HeaderName =
 /// Routes of the blob service, on the internal paths.
 pub fn router() -> Router<AppState> {
     Router::new().route(
-        "/_oci/blobs/{digest}",
+        Endpoint::Blob.route(),
         get(get_blob).head(head_blob).delete(delete_blob),
     )
 }

@@ -17,7 +17,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderMap, LINK, LOCATION
 use http::{HeaderName, StatusCode};
 use registry_common::auth::Caller;
 use registry_common::error::RegistryError;
-use registry_common::http::{Repo, content_type, read_limited};
+use registry_common::http::{Endpoint, Repo, TOKEN_PATH, content_type, read_limited};
 use registry_common::metadata::StoredManifest;
 use registry_common::oci::manifest::OCI_INDEX;
 use registry_common::oci::{Digest, Reference, RepositoryName, Tag};
@@ -33,18 +33,18 @@ static OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-ap
 /// Routes of the manifest service, on the public and internal paths.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v2/", get(base))
-        .route("/v2/_catalog", get(catalog))
+        .route(Endpoint::Base.route(), get(base))
+        .route(Endpoint::Catalog.route(), get(catalog))
         .route(
-            "/_oci/manifests/{reference}",
+            Endpoint::Manifest.route(),
             get(get_manifest)
                 .head(head_manifest)
                 .put(put_manifest)
                 .delete(delete_manifest),
         )
-        .route("/_oci/tags", get(list_tags))
-        .route("/_oci/referrers/{digest}", get(referrers))
-        .route("/auth/token", get(token::issue))
+        .route(Endpoint::Tags.route(), get(list_tags))
+        .route(Endpoint::Referrers.route(), get(referrers))
+        .route(TOKEN_PATH, get(token::issue))
 }
 
 /// What the `manifest` binary serves: every route of the distribution API, because it is the

@@ -11,7 +11,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_RANGE, HeaderMap, LOCATION, RANGE};
 use http::{HeaderName, StatusCode};
 use registry_common::auth::{Action, Caller};
 use registry_common::error::{OciCode, RegistryError};
-use registry_common::http::{Repo, body_stream, content_length};
+use registry_common::http::{Endpoint, Repo, body_stream, content_length};
 use registry_common::oci::{Digest, RepositoryName, UploadId};
 use registry_common::services::upload_service::{range_header, upload_location};
 use registry_common::services::{ContentRange, UploadState};
@@ -24,9 +24,9 @@ static DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-u
 /// Routes of the upload service, on the internal paths.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/_oci/uploads/", post(start_upload))
+        .route(Endpoint::UploadStart.route(), post(start_upload))
         .route(
-            "/_oci/uploads/{id}",
+            Endpoint::UploadSession.route(),
             get(upload_status)
                 .patch(patch_upload)
                 .put(finish_upload)
