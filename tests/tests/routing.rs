@@ -16,6 +16,7 @@ use registry_common::auth::Authorizer;
 use registry_common::bootstrap::open_state;
 use registry_common::config::Config;
 use registry_common::http::registry_app;
+use registry_common::state::AppState;
 use registry_tests::services::url_map::RouteTable;
 use tower::ServiceExt;
 
@@ -184,24 +185,15 @@ fn intended_service(case: &Case) -> &'static str {
 async fn service_apps(data: &std::path::Path) -> BTreeMap<&'static str, Router> {
     let vars = [("DATA_DIR".to_owned(), data.display().to_string())];
     let config = Config::from_vars(vars).expect("config");
-    let state = open_state(&config).await.expect("open state");
-    // As `service_main` does: the authorizer every request is checked by.
+    // As `service_main` does: the authorizer every request is checked by, in the state.
     let auth = Authorizer::from_config(&config.auth).expect("authorizer");
-    let app = |routes: Router| registry_app(routes).layer(axum::Extension(auth.clone()));
+    let state = open_state(&config, auth).await.expect("open state");
+    let app = |routes: Router<AppState>| registry_app(routes, state.clone());
     BTreeMap::from([
-        (
-            "blob",
-            app(registry_blob::service_routes().with_state(state.clone())),
-        ),
-        (
-            "manifest",
-            app(registry_manifest::service_routes().with_state(state.clone())),
-        ),
-        (
-            "upload",
-            app(registry_upload::service_routes().with_state(state.clone())),
-        ),
-        ("api", app(registry_api::service_routes().with_state(state))),
+        ("blob", app(registry_blob::service_routes())),
+        ("manifest", app(registry_manifest::service_routes())),
+        ("upload", app(registry_upload::service_routes())),
+        ("api", app(registry_api::service_routes())),
     ])
 }
 

@@ -25,6 +25,7 @@ use tracing::Instrument;
 use super::route::{Endpoint, HEALTHZ_PATH, INTERNAL_PREFIX, RegistryRoute};
 use crate::error::RegistryError;
 use crate::oci::RepositoryName;
+use crate::state::AppState;
 use crate::telemetry;
 
 /// Longest request target (path and query) served; longer ones get 414.
@@ -32,12 +33,18 @@ const MAX_URI_BYTES: usize = 8 * 1024;
 
 static API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
-/// Wraps a service's routes (already given their state) into the app it serves.
-pub fn registry_app(routes: Router) -> Router {
+/// Wraps a service's routes into the app it serves, on `state`.
+pub fn registry_app(routes: Router<AppState>, state: AppState) -> Router {
     let routes = registry_fallbacks(routes.route(HEALTHZ_PATH, get(healthz)));
     Router::new()
-        .fallback_service(routes)
-        .layer(middleware::from_fn(super::auth_layer::authorize))
+        .fallback_service(routes.with_state(state.clone()))
+        // The management API's CORS layer is declared with its routes, before any state
+        // exists; it reads the allowed origins from here.
+        .layer(axum::Extension(state.cors_origins.clone()))
+        .layer(middleware::from_fn_with_state(
+            state,
+            super::auth_layer::authorize,
+        ))
         .layer(middleware::from_fn(rewrite_path))
         .layer(middleware::from_fn(api_version_header))
         .layer(middleware::from_fn(log_request))
@@ -47,7 +54,7 @@ pub fn registry_app(routes: Router) -> Router {
 /// some endpoints answers 405 on a path of the API it does not serve: behind the load balancer
 /// it only sees such a path with a method that no service serves there (see
 /// `terraform/routes.json`), so 405 is what the single binary would answer too.
-pub fn registry_fallbacks(routes: Router) -> Router {
+pub fn registry_fallbacks<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
     routes
         .fallback(|uri: Uri| async move {
             if is_api_endpoint(uri.path()) {

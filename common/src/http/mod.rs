@@ -1,5 +1,6 @@
-//! HTTP bootstrap shared by every binary: the `/v2/<name>/…` path parsing, the authorization
-//! of every request after it (`auth_layer`), body streams with idle timeouts, common response
+//! HTTP bootstrap shared by every binary: the route grammar and the `/v2/<name>/…` path
+//! rewriting (`route`), the authorization of every request after it (`auth_layer`), the
+//! token endpoint's handler (`token`), body streams with idle timeouts, common response
 //! headers, request logging, a server that bounds connections, header sizes and header read
 //! time, speaks HTTP/1.1 and h2c on one port, and shuts down gracefully, and the `main` every
 //! binary calls ([`service_main::run`]).
@@ -10,9 +11,11 @@ mod layers;
 mod route;
 mod server;
 pub mod service_main;
+mod token;
 
 pub use body::{body_stream, content_length, content_type, read_limited};
 pub use layers::{registry_app, registry_fallbacks};
 pub use route::{Endpoint, HEALTHZ_PATH, INTERNAL_PREFIX, RegistryRoute, Repo, TOKEN_PATH};
 pub use server::{serve, shutdown_signal};
 pub use service_main::Service;
+pub use token::token_endpoint;

@@ -1,12 +1,12 @@
-//! The `manifest` service: `/v2/`, manifests, tags, referrers, the catalog, and the token
-//! endpoint `/auth/token`. Handlers parse, call the manifest service and answer; nothing else.
+//! The `manifest` service: `/v2/`, manifests, tags, referrers, the catalog, and (as the
+//! default service) the token endpoint `/auth/token`, whose handler lives with the auth code
+//! (`registry_common::http::token_endpoint`). Handlers parse, call the manifest service and answer; nothing else.
 //!
 //! The `manifest` binary is also the load balancer's default service, so it serves every
 //! route of the distribution API ([`service_routes`]): what the URL map cannot tell apart
 //! (names deeper than its path templates reach, unusual methods) still gets a right answer.
 
 mod pagination;
-mod token;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -17,7 +17,9 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderMap, LINK, LOCATION
 use http::{HeaderName, StatusCode};
 use registry_common::auth::Caller;
 use registry_common::error::RegistryError;
-use registry_common::http::{Endpoint, Repo, TOKEN_PATH, content_type, read_limited};
+use registry_common::http::{
+    Endpoint, Repo, TOKEN_PATH, content_type, read_limited, token_endpoint,
+};
 use registry_common::metadata::StoredManifest;
 use registry_common::oci::manifest::OCI_INDEX;
 use registry_common::oci::{Digest, Reference, RepositoryName, Tag};
@@ -44,7 +46,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(Endpoint::Tags.route(), get(list_tags))
         .route(Endpoint::Referrers.route(), get(referrers))
-        .route(TOKEN_PATH, get(token::issue))
+        .route(TOKEN_PATH, get(token_endpoint))
 }
 
 /// What the `manifest` binary serves: every route of the distribution API, because it is the
