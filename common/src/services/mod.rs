@@ -7,11 +7,13 @@ mod blob_service;
 pub mod management_model;
 mod management_service;
 mod manifest_service;
+mod page;
 pub mod upload_service;
 
 pub use blob_service::{BlobRead, BlobService};
 pub use management_service::{ManagementError, ManagementService};
-pub use manifest_service::{ManifestService, Page, PushedManifest};
+pub use manifest_service::{ManifestService, PushedManifest};
+pub use page::Page;
 pub use upload_service::{ContentRange, UploadService, UploadState};
 
 use crate::error::RegistryError;

@@ -154,7 +154,7 @@ async fn list_tags(
         .await?;
     let body = serde_json::json!({ "name": name.as_str(), "tags": page.items });
     let link = page
-        .next_after
+        .next_cursor
         .map(|last| pagination::link(&format!("/v2/{name}/tags/list"), query.n, &last));
     Ok(with_link(Json(body).into_response(), link))
 }
@@ -178,7 +178,7 @@ async fn catalog(
         .await?;
     let body = serde_json::json!({ "repositories": page.items });
     let link = page
-        .next_after
+        .next_cursor
         .map(|last| pagination::link("/v2/_catalog", query.n, &last));
     Ok(with_link(Json(body).into_response(), link))
 }
