@@ -348,3 +348,58 @@ async fn pages_continue_after_their_last_key() {
         );
     }
 }
+
+#[tokio::test]
+async fn management_pages_walk_every_row_once_in_keyset_order() {
+    for (engine, meta, _guard) in engines().await {
+        for name in ["p/b", "p/a", "q/a", "p/c"] {
+            let name = repo(name);
+            let config = blob(&meta, &name, b"config").await;
+            let layer = blob(&meta, &name, b"layer").await;
+            for t in ["t2", "t1", "t3"] {
+                put(&meta, &name, &image(&config, &layer, t), Some(&tag(t))).await;
+            }
+        }
+        // Repositories of project `p`: between `p/` and `p0` (the byte after `/`).
+        let first = meta
+            .repositories_between("p/", "p0", 2)
+            .await
+            .expect("page");
+        let names: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["p/a", "p/b"], "{engine}");
+        let rest = meta
+            .repositories_between("p/b", "p0", 2)
+            .await
+            .expect("page");
+        assert_eq!(rest.len(), 1, "{engine}");
+        assert_eq!(rest[0].0, "p/c", "{engine}");
+
+        let id = meta
+            .repository_id(&repo("p/a"))
+            .await
+            .expect("read")
+            .expect("repo");
+        let tags = meta.tag_rows(id, "t1", 10).await.expect("page");
+        let names: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["t2", "t3"], "{engine}");
+
+        // Pages of one, each after the last row's keyset: every manifest once, newest first
+        // (ties on the millisecond broken by digest).
+        let mut seen = Vec::new();
+        let mut after: Option<(i64, String)> = None;
+        loop {
+            let keyset = after.as_ref().map(|(at, d)| (*at, d.as_str()));
+            let page = meta.manifest_rows(id, keyset, 1).await.expect("page");
+            let Some(row) = page.into_iter().next() else {
+                break;
+            };
+            after = Some((row.created_at, row.digest.to_string()));
+            seen.push((row.created_at, row.digest.to_string()));
+            assert!(seen.len() <= 3, "{engine}: {seen:?}");
+        }
+        let mut expected = seen.clone();
+        expected.sort_by(|a, b| b.cmp(a));
+        expected.dedup();
+        assert_eq!((seen.len(), &seen), (3, &expected), "{engine}");
+    }
+}
