@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::Authorizer;
 use crate::config::Config;
 use crate::metadata::{Metadata, MetadataError};
 use crate::state::AppState;
@@ -22,10 +23,11 @@ pub enum BootstrapError {
     Metadata(#[from] MetadataError),
 }
 
-/// Opens metadata and storage and builds the state every service shares.
-pub async fn open_state(config: &Config) -> Result<AppState, BootstrapError> {
+/// Opens metadata and storage and builds the state every service shares. The caller builds the
+/// authorizer first, so that unusable auth settings stop a binary before anything is opened.
+pub async fn open_state(config: &Config, auth: Authorizer) -> Result<AppState, BootstrapError> {
     let storage = Arc::new(FsStorage::new(&config.storage.data_dir));
-    open_state_with(config, storage).await
+    open_state_with(config, storage, auth).await
 }
 
 /// Like [`open_state`], with a byte store chosen by the caller (e.g. GCS, which lives in a
@@ -34,6 +36,7 @@ pub async fn open_state(config: &Config) -> Result<AppState, BootstrapError> {
 pub async fn open_state_with(
     config: &Config,
     storage: Arc<dyn Storage>,
+    auth: Authorizer,
 ) -> Result<AppState, BootstrapError> {
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|source| BootstrapError::DataDir {
@@ -44,6 +47,8 @@ pub async fn open_state_with(
     Ok(AppState::new(
         metadata,
         storage,
+        auth,
+        config.api.api_cors_origins.clone(),
         config.limits.clone(),
         Duration::from_secs(config.server.body_idle_timeout_secs),
     ))

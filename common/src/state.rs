@@ -1,9 +1,12 @@
-//! What every handler receives: the services, built once at start-up.
+//! What every handler receives: the services, built once at start-up. Shared services live
+//! here (the authorizer included), never in request extensions; what belongs to one request
+//! (the validated repository name, the [`Caller`](crate::auth::Caller)) comes through extractors.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::LimitsConfig;
+use crate::auth::Authorizer;
+use crate::config::{CorsOrigins, LimitsConfig};
 use crate::metadata::Metadata;
 use crate::services::{BlobService, ManagementService, ManifestService, UploadService};
 use crate::storage::Storage;
@@ -19,6 +22,10 @@ pub struct AppState {
     pub manifests: ManifestService,
     /// The management API's operations.
     pub management: ManagementService,
+    /// Who may do what: every request is checked against it (see `http::auth_layer`).
+    pub auth: Authorizer,
+    /// The dashboards whose browsers may call the management API (`API_CORS_ORIGINS`).
+    pub cors_origins: CorsOrigins,
     pub limits: LimitsConfig,
     /// A request body that sends nothing for this long is aborted.
     pub body_idle_timeout: Duration,
@@ -28,6 +35,8 @@ impl AppState {
     pub fn new(
         metadata: Metadata,
         storage: Arc<dyn Storage>,
+        auth: Authorizer,
+        cors_origins: CorsOrigins,
         limits: LimitsConfig,
         body_idle_timeout: Duration,
     ) -> Self {
@@ -38,6 +47,8 @@ impl AppState {
             uploads: UploadService::new(metadata.clone(), storage.clone()),
             management: ManagementService::new(metadata.clone(), storage),
             manifests: ManifestService::new(metadata),
+            auth,
+            cors_origins,
             limits,
             body_idle_timeout,
         }

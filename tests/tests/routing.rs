@@ -1,11 +1,13 @@
 //! The load balancer's route table against every endpoint of the distribution API: a corpus of
-//! requests (every method and route of the spec, repository names of 1 to 8 components,
-//! names made of the words the endpoints use, with and without query strings) goes through
-//! the URL map's matching rules (`registry_tests::services::url_map`), and each request is
-//! then sent, in process, to the router of the service it landed on, wrapped as that service's
-//! binary wraps it (`registry_app`), on a real state (SQLite and the filesystem in a temporary
-//! directory). Whatever the answer (a missing blob is a fine answer), it must not be the
-//! "no such endpoint" or "method not allowed" fallback: the service serves the route.
+//! requests (every method and route of the spec, its paths written by the one route grammar,
+//! `registry_common::http::Endpoint`; repository names of 1 to 8 components, names made of the
+//! words the endpoints use, with and without query strings) goes through the URL map's
+//! matching rules (`registry_tests::services::url_map`; the table stays data, as Terraform reads
+//! it), and each request is then sent, in process, to the router of the service it landed on,
+//! wrapped as that service's binary wraps it (`registry_app`), on a real state (SQLite and the
+//! filesystem in a temporary directory). Whatever the answer (a missing blob is a fine answer),
+//! it must not be the "no such endpoint" or "method not allowed" fallback: the service serves
+//! the route.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,7 +17,8 @@ use http::{Request, StatusCode};
 use registry_common::auth::Authorizer;
 use registry_common::bootstrap::open_state;
 use registry_common::config::Config;
-use registry_common::http::registry_app;
+use registry_common::http::{Endpoint, registry_app};
+use registry_common::state::AppState;
 use registry_tests::services::url_map::RouteTable;
 use tower::ServiceExt;
 
@@ -89,7 +92,7 @@ fn corpus() -> Vec<Case> {
     };
     for depth in 1..=8 {
         for n in names(depth) {
-            let blob = format!("/v2/{n}/blobs/{DIGEST}");
+            let blob = Endpoint::Blob.path(&n, DIGEST);
             for method in ["GET", "HEAD", "DELETE"] {
                 add(Kind::Blob, depth, method, blob.clone(), b"");
             }
@@ -100,7 +103,7 @@ fn corpus() -> Vec<Case> {
                 format!("{blob}?ns=docker.io"),
                 b"",
             );
-            let start = format!("/v2/{n}/blobs/uploads/");
+            let start = Endpoint::UploadStart.path(&n, "");
             add(Kind::UploadStart, depth, "POST", start.clone(), b"");
             add(
                 Kind::UploadStart,
@@ -118,14 +121,14 @@ fn corpus() -> Vec<Case> {
             );
             let mount = format!("{start}?mount={DIGEST}&from=other/repo");
             add(Kind::UploadStart, depth, "POST", mount, b"");
-            let session = format!("/v2/{n}/blobs/uploads/{UPLOAD_ID}");
+            let session = Endpoint::UploadSession.path(&n, UPLOAD_ID);
             add(Kind::UploadChunk, depth, "PATCH", session.clone(), b"abc");
             let finish = format!("{session}?digest={DIGEST}");
             add(Kind::UploadFinish, depth, "PUT", finish, b"");
             add(Kind::UploadSession, depth, "GET", session.clone(), b"");
             add(Kind::UploadSession, depth, "DELETE", session, b"");
             for reference in ["latest", DIGEST] {
-                let manifest = format!("/v2/{n}/manifests/{reference}");
+                let manifest = Endpoint::Manifest.path(&n, reference);
                 for method in ["GET", "HEAD", "DELETE"] {
                     add(Kind::Manifest, depth, method, manifest.clone(), b"");
                 }
@@ -138,24 +141,24 @@ fn corpus() -> Vec<Case> {
                     b"",
                 );
             }
-            add(Kind::Tags, depth, "GET", format!("/v2/{n}/tags/list"), b"");
-            add(
-                Kind::Tags,
-                depth,
-                "GET",
-                format!("/v2/{n}/tags/list?n=10&last=a"),
-                b"",
-            );
-            let referrers = format!("/v2/{n}/referrers/{DIGEST}");
+            let tags = Endpoint::Tags.path(&n, "");
+            add(Kind::Tags, depth, "GET", tags.clone(), b"");
+            add(Kind::Tags, depth, "GET", format!("{tags}?n=10&last=a"), b"");
+            let referrers = Endpoint::Referrers.path(&n, DIGEST);
             add(Kind::Referrers, depth, "GET", referrers.clone(), b"");
             let filtered = format!("{referrers}?artifactType=application/vnd.example");
             add(Kind::Referrers, depth, "GET", filtered, b"");
         }
     }
-    for target in ["/v2/", "/v2/_catalog", "/v2/_catalog?n=5&last=a"] {
-        add(Kind::Base, 0, "GET", target.to_owned(), b"");
+    let (base, catalog) = (Endpoint::Base.route(), Endpoint::Catalog.route());
+    for target in [
+        base.to_owned(),
+        catalog.to_owned(),
+        format!("{catalog}?n=5&last=a"),
+    ] {
+        add(Kind::Base, 0, "GET", target, b"");
     }
-    add(Kind::Base, 0, "HEAD", "/v2/".to_owned(), b"");
+    add(Kind::Base, 0, "HEAD", base.to_owned(), b"");
     for (method, target) in [
         ("GET", "/api/"),
         ("GET", "/api/projects"),
@@ -184,24 +187,15 @@ fn intended_service(case: &Case) -> &'static str {
 async fn service_apps(data: &std::path::Path) -> BTreeMap<&'static str, Router> {
     let vars = [("DATA_DIR".to_owned(), data.display().to_string())];
     let config = Config::from_vars(vars).expect("config");
-    let state = open_state(&config).await.expect("open state");
-    // As `service_main` does: the authorizer every request is checked by.
+    // As `service_main` does: the authorizer every request is checked by, in the state.
     let auth = Authorizer::from_config(&config.auth).expect("authorizer");
-    let app = |routes: Router| registry_app(routes).layer(axum::Extension(auth.clone()));
+    let state = open_state(&config, auth).await.expect("open state");
+    let app = |routes: Router<AppState>| registry_app(routes, state.clone());
     BTreeMap::from([
-        (
-            "blob",
-            app(registry_blob::service_routes().with_state(state.clone())),
-        ),
-        (
-            "manifest",
-            app(registry_manifest::service_routes().with_state(state.clone())),
-        ),
-        (
-            "upload",
-            app(registry_upload::service_routes().with_state(state.clone())),
-        ),
-        ("api", app(registry_api::service_routes().with_state(state))),
+        ("blob", app(registry_blob::service_routes())),
+        ("manifest", app(registry_manifest::service_routes())),
+        ("upload", app(registry_upload::service_routes())),
+        ("api", app(registry_api::service_routes())),
     ])
 }
 

@@ -1,8 +1,7 @@
-//! Authorization of every request, after the path is parsed: the layer finds the
-//! [`Authorizer`] the binary installed (an `Extension`, see [`service_main`](super::service_main)),
-//! authenticates the caller, checks what the request needs, and hands the handlers a
-//! [`Caller`] for the questions only they can ask (a mount's source, catalog entries, the
-//! management API's projects).
+//! Authorization of every request, after the path is parsed: the layer takes the
+//! [`Authorizer`] from the [`AppState`], authenticates the caller, checks what the request
+//! needs, and hands the handlers a [`Caller`] (an extractor) for the questions only they can
+//! ask (a mount's source, catalog entries, the management API's projects).
 //!
 //! | Request | Needs |
 //! |---|---|
@@ -12,17 +11,20 @@
 //! | `/api/…` | nothing here: the handler authorizes per project, and answers refusals (wrong credentials included) in the management API's envelope |
 //! | anything else (`/v2/`, unknown paths) | authentication |
 //!
-//! Without an installed authorizer every request fails with 500: a binary that forgot it
-//! serves nothing rather than everything.
+//! The state cannot be built without an authorizer, so no binary can forget it; a handler that
+//! asks for a [`Caller`] on a request this layer did not pass answers 500 rather than serve.
 
-use axum::extract::Request;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::header::HOST;
+use http::request::Parts;
 
 use super::oci_error::{OciCode, RegistryError};
-use crate::auth::{Action, Authorizer, Caller, Credentials, Principal};
+use super::route::{HEALTHZ_PATH, TOKEN_PATH};
+use crate::auth::{Action, Caller, Credentials, Principal};
 use crate::oci::RepositoryName;
+use crate::state::AppState;
 
 /// What a request needs before its handler runs.
 enum Need {
@@ -36,7 +38,7 @@ enum Need {
 impl Need {
     fn of(request: &Request) -> Need {
         let path = request.uri().path();
-        if path == "/healthz" || path == "/auth/token" {
+        if path == HEALTHZ_PATH || path == TOKEN_PATH {
             return Need::Nothing;
         }
         if path == "/api" || path.starts_with("/api/") {
@@ -53,11 +55,12 @@ impl Need {
 }
 
 /// The middleware (see the module documentation).
-pub async fn authorize(mut request: Request, next: Next) -> Response {
-    let Some(auth) = request.extensions().get::<Authorizer>().cloned() else {
-        tracing::error!("no Authorizer installed: the binary must add it as an Extension");
-        return RegistryError::new(OciCode::Unknown, "internal server error").into_response();
-    };
+pub async fn authorize(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let auth = state.auth.clone();
     if !auth.is_enabled() {
         request
             .extensions_mut()
@@ -107,4 +110,18 @@ fn token_realm(request: &Request) -> String {
         .or(request.uri().authority().map(|a| a.as_str()))
         .unwrap_or("localhost");
     format!("{scheme}://{host}/auth/token")
+}
+
+/// The caller of a request, as the layer authenticated it.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = RegistryError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            tracing::error!(
+                "a handler asked for the Caller on a request the auth layer did not pass"
+            );
+            RegistryError::new(OciCode::Unknown, "internal server error")
+        })
+    }
 }

@@ -23,8 +23,9 @@ use http::{HeaderMap, HeaderName, Method, StatusCode, Uri, Version};
 use tracing::Instrument;
 
 use super::oci_error::RegistryError;
-use super::route::{INTERNAL_PREFIX, RegistryRoute};
+use super::route::{Endpoint, HEALTHZ_PATH, INTERNAL_PREFIX, RegistryRoute};
 use crate::oci::RepositoryName;
+use crate::state::AppState;
 use crate::telemetry;
 
 /// Longest request target (path and query) served; longer ones get 414.
@@ -32,12 +33,18 @@ const MAX_URI_BYTES: usize = 8 * 1024;
 
 static API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
-/// Wraps a service's routes (already given their state) into the app it serves.
-pub fn registry_app(routes: Router) -> Router {
-    let routes = registry_fallbacks(routes.route("/healthz", get(healthz)));
+/// Wraps a service's routes into the app it serves, on `state`.
+pub fn registry_app(routes: Router<AppState>, state: AppState) -> Router {
+    let routes = registry_fallbacks(routes.route(HEALTHZ_PATH, get(healthz)));
     Router::new()
-        .fallback_service(routes)
-        .layer(middleware::from_fn(super::auth_layer::authorize))
+        .fallback_service(routes.with_state(state.clone()))
+        // The management API's CORS layer is declared with its routes, before any state
+        // exists; it reads the allowed origins from here.
+        .layer(axum::Extension(state.cors_origins.clone()))
+        .layer(middleware::from_fn_with_state(
+            state,
+            super::auth_layer::authorize,
+        ))
         .layer(middleware::from_fn(rewrite_path))
         .layer(middleware::from_fn(api_version_header))
         .layer(middleware::from_fn(log_request))
@@ -47,7 +54,7 @@ pub fn registry_app(routes: Router) -> Router {
 /// some endpoints answers 405 on a path of the API it does not serve: behind the load balancer
 /// it only sees such a path with a method that no service serves there (see
 /// `terraform/routes.json`), so 405 is what the single binary would answer too.
-pub fn registry_fallbacks(routes: Router) -> Router {
+pub fn registry_fallbacks<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
     routes
         .fallback(|uri: Uri| async move {
             if is_api_endpoint(uri.path()) {
@@ -67,26 +74,9 @@ pub fn registry_fallbacks(routes: Router) -> Router {
         })
 }
 
-/// Whether a (rewritten) path is an endpoint of the distribution API: `/v2/`, the catalog, or
-/// an internal path with its parameter present.
+/// Whether a (rewritten) path is an endpoint of the distribution API, its parameter present.
 fn is_api_endpoint(path: &str) -> bool {
-    if path == "/v2/" || path == "/v2/_catalog" {
-        return true;
-    }
-    let Some(rest) = path
-        .strip_prefix(INTERNAL_PREFIX)
-        .and_then(|p| p.strip_prefix('/'))
-    else {
-        return false;
-    };
-    match rest.split_once('/') {
-        None => rest == "tags",
-        Some(("uploads", _)) => true,
-        Some(("manifests" | "blobs" | "referrers", param)) => {
-            !param.is_empty() && !param.contains('/')
-        }
-        Some(_) => false,
-    }
+    Endpoint::of_route(path).is_some()
 }
 
 /// `GET /healthz`: the process serves; touches neither the database nor storage.
@@ -104,7 +94,7 @@ async fn rewrite_path(mut request: Request, next: Next) -> Response {
     let internal = match RegistryRoute::rewrite(uri.path()) {
         RegistryRoute::Unchanged => return next.run(request).await,
         RegistryRoute::NotFound => format!("{INTERNAL_PREFIX}/not-found"),
-        RegistryRoute::Repository { name, internal } => match RepositoryName::parse(name) {
+        RegistryRoute::Repository { name, internal, .. } => match RepositoryName::parse(name) {
             Ok(name) => {
                 request.extensions_mut().insert(name);
                 internal
@@ -222,36 +212,4 @@ fn protocol(version: Version) -> &'static str {
 /// `Content-Length` as Cloud Logging's int64 (a JSON string), when the head says it.
 fn header_len(headers: &HeaderMap) -> Option<String> {
     super::content_length(headers).map(|len| len.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_api_endpoint;
-
-    #[test]
-    fn api_endpoints_after_rewriting() {
-        for path in [
-            "/v2/",
-            "/v2/_catalog",
-            "/_oci/tags",
-            "/_oci/uploads/",
-            "/_oci/uploads/abc",
-            "/_oci/manifests/latest",
-            "/_oci/blobs/sha256:x",
-            "/_oci/referrers/sha256:x",
-        ] {
-            assert!(is_api_endpoint(path), "{path}");
-        }
-        for path in [
-            "/healthz",
-            "/_oci/not-found",
-            "/_oci/manifests/",
-            "/_oci/blobs/",
-            "/v2",
-            "/api/x",
-            "/_oci/tagsx",
-        ] {
-            assert!(!is_api_endpoint(path), "{path}");
-        }
-    }
 }

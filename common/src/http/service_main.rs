@@ -156,7 +156,7 @@ pub async fn serve_service(
     let storage = (plugins.open_storage)(config)
         .await
         .map_err(ServiceError::Storage)?;
-    let state = open_state_with(config, storage).await?;
+    let state = open_state_with(config, storage, auth).await?;
     if let Some(on_start) = plugins.on_start {
         on_start(&state).map_err(ServiceError::Plugin)?;
     }
@@ -174,10 +174,7 @@ pub async fn serve_service(
         data_dir = %config.storage.data_dir.display(),
         "listening"
     );
-    // The management API's CORS layer finds the allowed origins in each request.
-    let app = registry_app(routes.with_state(state))
-        .layer(axum::Extension(auth))
-        .layer(axum::Extension(config.api.api_cors_origins.clone()));
+    let app = registry_app(routes, state);
     serve(listener, app, &config.server, shutdown_signal())
         .await
         .map_err(ServiceError::Serve)?;

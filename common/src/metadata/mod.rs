@@ -284,6 +284,9 @@ pub(crate) fn from_db_size(size: i64) -> u64 {
 }
 
 #[cfg(test)]
+mod engine_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

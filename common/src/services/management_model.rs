@@ -8,6 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
+use super::Page;
 use super::management_service::ManagementError;
 use crate::oci::RepositoryName;
 
@@ -153,16 +154,6 @@ impl Serialize for Timestamp {
     }
 }
 
-/// One page of a listing.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// Where the next page starts; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
 /// A page of a repository's tags or manifests, with the repository's name.
 #[derive(Debug, Serialize)]
 pub struct RepositoryPage<T> {
@@ -221,23 +212,6 @@ pub struct ProjectStorage {
     /// Absent until the job has counted the project.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-}
-
-/// The first `limit` rows as items, and a cursor after the last of them when a further row
-/// was read (each listing reads `limit + 1`).
-pub(super) fn paginate<R, T>(
-    mut rows: Vec<R>,
-    limit: u32,
-    cursor: impl Fn(&R) -> String,
-    item: impl FnMut(R) -> T,
-) -> Page<T> {
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = if more { rows.last().map(cursor) } else { None };
-    Page {
-        items: rows.into_iter().map(item).collect(),
-        next_cursor,
-    }
 }
 
 #[cfg(test)]
@@ -305,14 +279,5 @@ mod tests {
         let json = |ms| serde_json::to_string(&Timestamp(ms)).unwrap_or_default();
         assert_eq!(json(0), "\"1970-01-01T00:00:00Z\"");
         assert_eq!(json(1_768_446_000_123), "\"2026-01-15T03:00:00.123Z\"");
-    }
-
-    #[test]
-    fn pages_end_with_a_cursor_only_when_more_follow() {
-        let page = paginate(vec![1, 2, 3], 2, |n| n.to_string(), |n| n * 10);
-        assert_eq!(page.items, vec![10, 20]);
-        assert_eq!(page.next_cursor.as_deref(), Some("2"));
-        let last = paginate(vec![1, 2], 2, |n| n.to_string(), |n| n);
-        assert_eq!(last.next_cursor, None);
     }
 }

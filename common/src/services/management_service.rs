@@ -9,9 +9,10 @@
 
 use std::sync::Arc;
 
+use super::Page;
 use super::management_model::{
-    Kind, ManifestItem, Page, PageRequest, Project, ProjectRepository, ProjectStorage,
-    RepositoryInfo, RepositoryItem, RepositoryPage, TagItem, Timestamp, paginate,
+    Kind, ManifestItem, PageRequest, Project, ProjectRepository, ProjectStorage, RepositoryInfo,
+    RepositoryItem, RepositoryPage, TagItem, Timestamp,
 };
 use crate::error::ErrorChain;
 use crate::metadata::{Deletion, Metadata, MetadataError, PartRecord, RepositoryRow};
@@ -87,7 +88,7 @@ impl ManagementService {
             .repositories_between(&after, &before, page.limit() + 1)
             .await?;
         let relative = |name: &str| name.get(prefix.len()..).unwrap_or_default().to_owned();
-        Ok(paginate(
+        Ok(Page::of_rows(
             rows,
             page.limit(),
             |(name, _)| Kind::Repositories.cursor(&relative(name)),
@@ -124,7 +125,7 @@ impl ManagementService {
             .metadata
             .tag_rows(row.id, &after, page.limit() + 1)
             .await?;
-        let page = paginate(
+        let page = Page::of_rows(
             rows,
             page.limit(),
             |tag| Kind::Tags.cursor(&tag.name),
@@ -165,7 +166,7 @@ impl ManagementService {
             .metadata
             .manifest_rows(row.id, after, page.limit() + 1)
             .await?;
-        let page = paginate(
+        let page = Page::of_rows(
             rows,
             page.limit(),
             |m| Kind::Manifests.cursor(&format!("{}:{}", m.created_at, m.digest)),

@@ -6,6 +6,8 @@ use crate::metadata::{
 use crate::oci::manifest::{OCI_INDEX, is_valid_media_type};
 use crate::oci::{Digest, InvalidManifest, ParsedManifest, Reference, RepositoryName};
 
+use super::Page;
+
 /// Fewest and most catalog rows read per query while filtering a page.
 const CATALOG_BATCH_MIN: u32 = 100;
 const CATALOG_BATCH_MAX: u32 = 1000;
@@ -52,14 +54,6 @@ pub enum ManifestError {
 pub struct PushedManifest {
     pub digest: Digest,
     pub subject: Option<Digest>,
-}
-
-/// One page of a sorted listing.
-#[derive(Debug, Clone)]
-pub struct Page {
-    pub items: Vec<String>,
-    /// The last item, when more follow it.
-    pub next_after: Option<String>,
 }
 
 impl ManifestService {
@@ -160,36 +154,35 @@ impl ManifestService {
         name: &RepositoryName,
         n: u32,
         last: Option<&str>,
-    ) -> Result<Page, ManifestError> {
+    ) -> Result<Page<String>, ManifestError> {
         let repository_id = self
             .metadata
             .repository_id(name)
             .await?
             .ok_or_else(|| ManifestError::NameUnknown { name: name.clone() })?;
         if n == 0 {
-            return Ok(Page {
-                items: Vec::new(),
-                next_after: None,
-            });
+            return Ok(Page::empty());
         }
         let items = self.metadata.list_tags(repository_id, last, n + 1).await?;
         Ok(page(items, n))
     }
 
     /// A page of the repository names `visible` accepts (the caller may pull them). Rows are
-    /// read in batches until the page and one more visible name are found, so `next_after`
+    /// read in batches until the page and one more visible name are found, so `next_cursor`
     /// is the last name of the page exactly when a visible name follows it.
-    pub async fn catalog<F, V, E>(&self, n: u32, last: Option<&str>, visible: V) -> Result<Page, E>
+    pub async fn catalog<F, V, E>(
+        &self,
+        n: u32,
+        last: Option<&str>,
+        visible: V,
+    ) -> Result<Page<String>, E>
     where
         V: Fn(String) -> F,
         F: Future<Output = Result<bool, E>>,
         E: From<ManifestError>,
     {
         if n == 0 {
-            return Ok(Page {
-                items: Vec::new(),
-                next_after: None,
-            });
+            return Ok(Page::empty());
         }
         let wanted = n as usize + 1;
         let batch = (n + 1).clamp(CATALOG_BATCH_MIN, CATALOG_BATCH_MAX);
@@ -279,9 +272,7 @@ fn unknown(reference: &Reference) -> ManifestError {
     }
 }
 
-fn page(mut items: Vec<String>, n: u32) -> Page {
-    let more = items.len() > n as usize;
-    items.truncate(n as usize);
-    let next_after = if more { items.last().cloned() } else { None };
-    Page { items, next_after }
+/// The first `n` names, and the last of them as the cursor when more follow.
+fn page(items: Vec<String>, n: u32) -> Page<String> {
+    Page::of_rows(items, n, String::clone, |item| item)
 }

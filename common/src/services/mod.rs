@@ -8,9 +8,11 @@ mod blob_service;
 pub mod management_model;
 mod management_service;
 mod manifest_service;
+mod page;
 pub mod upload_service;
 
 pub use blob_service::{BlobAnswer, BlobError, BlobRead, BlobService, RangeSpec};
 pub use management_service::{ManagementError, ManagementService};
-pub use manifest_service::{ManifestError, ManifestService, Page, PushedManifest};
+pub use manifest_service::{ManifestError, ManifestService, PushedManifest};
+pub use page::Page;
 pub use upload_service::{ContentRange, SessionAt, UploadError, UploadService, UploadState};

@@ -1,6 +1,7 @@
 //! CORS for the dashboards named by `API_CORS_ORIGINS`: their browsers may call the management
-//! API with the user's credentials. The allowed origins come with each request (an
-//! `Extension` the binary installs from its configuration); without them no origin is allowed.
+//! API with the user's credentials. The allowed origins are the state's
+//! (`AppState::cors_origins`); the layer is declared with the routes, before the state exists,
+//! so `registry_app` hands them to each request. Without them no origin is allowed.
 //! Preflight requests (`OPTIONS`) are answered here, before authorization, as browsers send
 //! them without credentials.
 

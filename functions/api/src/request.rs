@@ -3,7 +3,6 @@
 
 use std::future::Future;
 
-use axum::Extension;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any};
@@ -33,9 +32,9 @@ where
     Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
 {
     any(
-        move |State(state): State<AppState>,
-              Extension(caller): Extension<Caller>,
-              request: Request| { run(handler.clone(), Ctx { state, caller }, request) },
+        move |State(state): State<AppState>, caller: Caller, request: Request| {
+            run(handler.clone(), Ctx { state, caller }, request)
+        },
     )
 }
 
@@ -51,9 +50,7 @@ where
     Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
 {
     any(
-        move |State(state): State<AppState>,
-              Extension(caller): Extension<Caller>,
-              request: Request| {
+        move |State(state): State<AppState>, caller: Caller, request: Request| {
             let task = tokio::spawn(run(handler.clone(), Ctx { state, caller }, request));
             async move {
                 task.await

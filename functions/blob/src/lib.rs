@@ -11,7 +11,7 @@ use http::header::{
     ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, LOCATION,
 };
 use registry_common::http::headers::{self, DOCKER_CONTENT_DIGEST};
-use registry_common::http::{DigestPath, RegistryError, Repo};
+use registry_common::http::{DigestPath, Endpoint, RegistryError, Repo};
 use registry_common::oci::Digest;
 use registry_common::services::{BlobAnswer, BlobRead};
 use registry_common::state::AppState;
@@ -19,7 +19,7 @@ use registry_common::state::AppState;
 /// Routes of the blob service, on the internal paths.
 pub fn router() -> Router<AppState> {
     Router::new().route(
-        "/_oci/blobs/{digest}",
+        Endpoint::Blob.route(),
         get(get_blob).head(head_blob).delete(delete_blob),
     )
 }

@@ -1,12 +1,12 @@
-//! The `manifest` service: `/v2/`, manifests, tags, referrers, the catalog, and the token
-//! endpoint `/auth/token`. Handlers parse, call the manifest service and answer; nothing else.
+//! The `manifest` service: `/v2/`, manifests, tags, referrers, the catalog, and (as the
+//! default service) the token endpoint `/auth/token`, whose handler lives with the auth code
+//! (`registry_common::http::token_endpoint`). Handlers parse, call the manifest service and answer; nothing else.
 //!
 //! The `manifest` binary is also the load balancer's default service, so it serves every
 //! route of the distribution API ([`service_routes`]): what the URL map cannot tell apart
 //! (names deeper than its path templates reach, unusual methods) still gets a right answer.
 
 mod pagination;
-mod token;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -18,7 +18,10 @@ use http::{HeaderName, StatusCode};
 use registry_common::auth::Caller;
 use registry_common::http::RegistryError;
 use registry_common::http::headers::DOCKER_CONTENT_DIGEST;
-use registry_common::http::{DigestPath, ReferencePath, Repo, content_type, read_limited};
+use registry_common::http::{
+    DigestPath, Endpoint, ReferencePath, Repo, TOKEN_PATH, content_type, read_limited,
+    token_endpoint,
+};
 use registry_common::metadata::StoredManifest;
 use registry_common::oci::manifest::OCI_INDEX;
 use registry_common::oci::{RepositoryName, Tag};
@@ -33,18 +36,18 @@ static OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-ap
 /// Routes of the manifest service, on the public and internal paths.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v2/", get(base))
-        .route("/v2/_catalog", get(catalog))
+        .route(Endpoint::Base.route(), get(base))
+        .route(Endpoint::Catalog.route(), get(catalog))
         .route(
-            "/_oci/manifests/{reference}",
+            Endpoint::Manifest.route(),
             get(get_manifest)
                 .head(head_manifest)
                 .put(put_manifest)
                 .delete(delete_manifest),
         )
-        .route("/_oci/tags", get(list_tags))
-        .route("/_oci/referrers/{digest}", get(referrers))
-        .route("/auth/token", get(token::issue))
+        .route(Endpoint::Tags.route(), get(list_tags))
+        .route(Endpoint::Referrers.route(), get(referrers))
+        .route(TOKEN_PATH, get(token_endpoint))
 }
 
 /// What the `manifest` binary serves: every route of the distribution API, because it is the
@@ -148,7 +151,7 @@ async fn list_tags(
         .await?;
     let body = serde_json::json!({ "name": name.as_str(), "tags": page.items });
     let link = page
-        .next_after
+        .next_cursor
         .map(|last| pagination::link(&format!("/v2/{name}/tags/list"), query.n, &last));
     Ok(with_link(Json(body).into_response(), link))
 }
@@ -172,7 +175,7 @@ async fn catalog(
         .await?;
     let body = serde_json::json!({ "repositories": page.items });
     let link = page
-        .next_after
+        .next_cursor
         .map(|last| pagination::link("/v2/_catalog", query.n, &last));
     Ok(with_link(Json(body).into_response(), link))
 }

@@ -14,7 +14,7 @@ use registry_common::http::headers::{
     DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, content_range, upload_location, upload_range,
 };
 use registry_common::http::{
-    OciCode, RegistryError, Repo, UploadIdPath, body_stream, content_length,
+    Endpoint, OciCode, RegistryError, Repo, UploadIdPath, body_stream, content_length,
 };
 use registry_common::oci::{Digest, RepositoryName, UploadId};
 use registry_common::services::UploadState;
@@ -24,9 +24,9 @@ use serde::Deserialize;
 /// Routes of the upload service, on the internal paths.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/_oci/uploads/", post(start_upload))
+        .route(Endpoint::UploadStart.route(), post(start_upload))
         .route(
-            "/_oci/uploads/{id}",
+            Endpoint::UploadSession.route(),
             get(upload_status)
                 .patch(patch_upload)
                 .put(finish_upload)
