@@ -101,24 +101,7 @@ async fn start_upload(
     let Query(query) = query.map_err(bad_query)?;
     if let Some(mount) = &query.mount {
         let digest = Digest::parse(mount)?;
-        let from = query
-            .from
-            .as_deref()
-            .map(RepositoryName::parse)
-            .transpose()?;
-        // Mounting reads the source: without `pull` on it, a plain session opens instead, as
-        // for a blob that is not there (which says nothing about whether it is).
-        let readable = match &from {
-            Some(from) => caller.may(from, Action::Pull).await?,
-            None => true,
-        };
-        if readable
-            && state
-                .uploads
-                .mount(&name, from.as_ref(), &digest)
-                .await?
-                .is_some()
-        {
+        if mounted(&state, &caller, &name, query.from.as_deref(), &digest).await? {
             return Ok(created(&name, &digest));
         }
     } else if let Some(digest) = &query.digest {
@@ -137,6 +120,26 @@ async fn start_upload(
         &id,
         UploadState { offset: 0 },
     ))
+}
+
+/// Whether `?mount=&from=` linked the blob. Mounting reads the source: without `pull` on it,
+/// a plain session opens instead, as for a blob that is not there (which says nothing about
+/// whether it is).
+async fn mounted(
+    state: &AppState,
+    caller: &Caller,
+    name: &RepositoryName,
+    from: Option<&str>,
+    digest: &Digest,
+) -> Result<bool, RegistryError> {
+    let from = from.map(RepositoryName::parse).transpose()?;
+    if let Some(from) = &from
+        && !caller.may(from, Action::Pull).await?
+    {
+        return Ok(false);
+    }
+    let linked = state.uploads.mount(name, from.as_ref(), digest).await?;
+    Ok(linked.is_some())
 }
 
 /// `GET /v2/<name>/blobs/uploads/<id>`: where the session stands.
