@@ -31,7 +31,7 @@ pub(crate) enum GcsError {
         operation: &'static str,
         object: String,
         #[source]
-        source: reqwest_gcs::Error,
+        source: reqwest_tls::Error,
     },
     #[error("{operation} {object}: getting credentials")]
     Credentials {
@@ -104,5 +104,5 @@ pub enum OpenError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("building the JSON API HTTP client")]
-    Http(#[source] reqwest_gcs::Error),
+    Http(#[source] reqwest_tls::Error),
 }

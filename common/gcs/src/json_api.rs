@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use google_cloud_auth::credentials::{CacheableResource, Credentials};
 use http::{Extensions, HeaderMap};
-use reqwest_gcs::{Client, RequestBuilder, Response, StatusCode, Url};
+use reqwest_tls::{Client, RequestBuilder, Response, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
 use crate::error::GcsError;
