@@ -85,7 +85,7 @@ impl From<GcsError> for StorageError {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] registry_common::config::ConfigError),
     /// The client builder's error type lives in a crate this one does not name.
     #[error("building the GCS client")]
     Client(#[source] Box<dyn std::error::Error + Send + Sync>),
