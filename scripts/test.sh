@@ -132,8 +132,6 @@ cleanup() {
     fi
 }
 
-# Builds every binary (debug): the end-to-end tests start `registry`, the service binaries
-# and `jobs`. Exports the registry's path; the others sit beside it.
 # Formatting and lints first: a run that would fail review fails here, before the long build.
 # rustfmt and clippy are rust-toolchain.toml's components; rustup adds them when missing.
 lint() {
@@ -153,6 +151,8 @@ lint() {
     cargo clippy --workspace --all-targets -- -D warnings
 }
 
+# Builds every binary (debug): the end-to-end tests start `registry`, the service binaries
+# and `jobs`. Exports the registry's path; the others sit beside it.
 build() {
     log "cargo build --workspace --bins"
     cargo build --workspace --bins
