@@ -82,7 +82,7 @@ EXPECTED_ROLES = {
     "scheduler": {("scheduled jobs", "roles/run.invoker")},
 }
 
-# Variables the binaries need in production (common/src/config.rs, common/gcs/src/config.rs).
+# Variables the binaries need in production (common/src/config/).
 REQUIRED_SERVICE_ENV = {
     "HOST": "only a non-loopback address receives Cloud Run traffic",
     "STORAGE_BACKEND": "gcs, or blobs land on the instance's memory",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command: installs the tools the end-to-end tests need, builds the
-# registry binary and runs every test of the workspace (unit and integration).
+# The project's test command: installs the tools the end-to-end tests need, checks formatting
+# and lints (`cargo fmt --check`, clippy with warnings as errors), builds the registry binary
+# and runs every test of the workspace (unit and integration).
 #
 # Usage: ./scripts/test.sh [extra arguments for `cargo test`]
 # Meant for a Debian machine, as root or with sudo; installs only what is missing.
@@ -131,6 +132,25 @@ cleanup() {
     fi
 }
 
+# Formatting and lints first: a run that would fail review fails here, before the long build.
+# rustfmt and clippy are rust-toolchain.toml's components; rustup adds them when missing.
+lint() {
+    if command -v rustup >/dev/null 2>&1; then
+        local installed
+        installed="$(rustup component list --installed)"
+        for component in rustfmt clippy; do
+            if ! grep -q "^$component" <<<"$installed"; then
+                log "rustup component add $component"
+                rustup component add "$component"
+            fi
+        done
+    fi
+    log "cargo fmt --check"
+    cargo fmt --all --check
+    log "cargo clippy --workspace --all-targets -- -D warnings"
+    cargo clippy --workspace --all-targets -- -D warnings
+}
+
 # Builds every binary (debug): the end-to-end tests start `registry`, the service binaries
 # and `jobs`. Exports the registry's path; the others sit beside it.
 build() {
@@ -194,6 +214,7 @@ run_tests() {
 
 main() {
     ensure_cargo
+    lint
     ensure_skopeo
     trap cleanup EXIT
     start_postgres

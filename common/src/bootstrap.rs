@@ -1,14 +1,43 @@
-//! Start-up shared by every binary: open the metadata database and the storage named by the
-//! configuration, and build the application state.
+//! Start-up shared by every binary: open the byte store and the metadata database the
+//! configuration names, and build the application state.
+//!
+//! Backends other than the filesystem live in crates of their own (so that only the binaries
+//! linking them compile them); a binary hands their openers in as [`StorageBackends`], and
+//! each opener receives its backend's settings, already read.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Authorizer;
-use crate::config::Config;
+use crate::config::{GcsConfig, ServiceConfig, StorageBackend, StorageConfig};
 use crate::metadata::{Metadata, MetadataError};
 use crate::state::AppState;
 use crate::storage::{FsStorage, Storage};
+
+/// A boxed error from a plug-in (a storage backend in a crate of its own).
+pub type PluginError = Box<dyn std::error::Error + Send + Sync>;
+/// What a backend's opener returns.
+pub type OpenedStorage<'a> =
+    Pin<Box<dyn Future<Output = Result<Arc<dyn Storage>, PluginError>> + Send + 'a>>;
+/// Opens a bucket from its settings (`registry_gcs::open_storage`).
+pub type GcsOpener = for<'a> fn(&'a GcsConfig) -> OpenedStorage<'a>;
+
+/// The byte stores a binary can open besides the filesystem: one opener per backend crate it
+/// links. One that is missing makes its `STORAGE_BACKEND` a start-up error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StorageBackends {
+    gcs: Option<GcsOpener>,
+}
+
+impl StorageBackends {
+    /// With Google Cloud Storage (`STORAGE_BACKEND=gcs`).
+    pub fn with_gcs(mut self, open: GcsOpener) -> Self {
+        self.gcs = Some(open);
+        self
+    }
+}
 
 /// Why the registry could not start.
 #[derive(Debug, thiserror::Error)]
@@ -19,25 +48,55 @@ pub enum BootstrapError {
         #[source]
         source: std::io::Error,
     },
+    #[error("STORAGE_BACKEND={0}: this binary is built without that backend")]
+    BackendMissing(&'static str),
+    #[error("opening the byte store (STORAGE_BACKEND={backend})")]
+    Storage {
+        backend: &'static str,
+        #[source]
+        source: PluginError,
+    },
     #[error("opening the metadata database")]
     Metadata(#[from] MetadataError),
 }
 
-/// Opens metadata and storage and builds the state every service shares. The caller builds the
-/// authorizer first, so that unusable auth settings stop a binary before anything is opened.
-pub async fn open_state(config: &Config, auth: Authorizer) -> Result<AppState, BootstrapError> {
-    let storage = Arc::new(FsStorage::new(&config.storage.data_dir));
-    open_state_with(config, storage, auth).await
+/// The byte store `config` names, opened with the backend's opener.
+pub async fn open_storage(
+    config: &StorageConfig,
+    backends: &StorageBackends,
+) -> Result<Arc<dyn Storage>, BootstrapError> {
+    let backend = config.backend.name();
+    match &config.backend {
+        StorageBackend::Filesystem => Ok(Arc::new(FsStorage::new(&config.data_dir))),
+        StorageBackend::Gcs(gcs) => {
+            let open = backends
+                .gcs
+                .ok_or(BootstrapError::BackendMissing(backend))?;
+            open(gcs)
+                .await
+                .map_err(|source| BootstrapError::Storage { backend, source })
+        }
+    }
 }
 
-/// Like [`open_state`], with a byte store chosen by the caller (e.g. GCS, which lives in a
-/// crate of its own so that only the binaries linking it compile it). `DATA_DIR` is still
-/// created: the default SQLite file lives there.
-pub async fn open_state_with(
-    config: &Config,
-    storage: Arc<dyn Storage>,
+/// Opens storage and metadata and builds the state every service shares, with the
+/// filesystem as the only byte store it can open. The caller builds the authorizer first, so
+/// that unusable auth settings stop a binary before anything is opened.
+pub async fn open_state(
+    config: &ServiceConfig,
     auth: Authorizer,
 ) -> Result<AppState, BootstrapError> {
+    open_state_with(config, &StorageBackends::default(), auth).await
+}
+
+/// Like [`open_state`], with the binary's storage backends. `DATA_DIR` is created whatever
+/// the backend: the default SQLite file lives there.
+pub async fn open_state_with(
+    config: &ServiceConfig,
+    backends: &StorageBackends,
+    auth: Authorizer,
+) -> Result<AppState, BootstrapError> {
+    let storage = open_storage(&config.storage, backends).await?;
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|source| BootstrapError::DataDir {
         path: data_dir.display().to_string(),

@@ -40,48 +40,10 @@ mod upload_cleanup;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use registry_common::config::JobsConfig;
 use registry_common::metadata::Metadata;
 use registry_common::storage::Storage;
-use serde::Deserialize;
-
 pub use report::{JobError, JobReport};
-
-/// Settings of the jobs, from the environment.
-#[derive(Debug, Clone, Deserialize)]
-pub struct JobsConfig {
-    /// `GC_GRACE_SECS`: blobs and links younger than this are never collected.
-    #[serde(default = "default_day")]
-    pub gc_grace_secs: u64,
-    /// `UPLOAD_MAX_AGE_SECS`: upload sessions untouched for this long are abandoned.
-    #[serde(default = "default_day")]
-    pub upload_max_age_secs: u64,
-    /// `JOB_BATCH_SIZE`: rows read per query.
-    #[serde(default = "default_batch")]
-    pub job_batch_size: u32,
-    /// `JOBS_INTERVAL_SECS`: how often the single binary runs `run-all` (0: never).
-    #[serde(default = "default_interval")]
-    pub jobs_interval_secs: u64,
-}
-
-fn default_day() -> u64 {
-    86_400
-}
-fn default_batch() -> u32 {
-    500
-}
-fn default_interval() -> u64 {
-    3_600
-}
-
-impl JobsConfig {
-    pub fn from_env() -> Result<Self, envy::Error> {
-        let config: JobsConfig = envy::from_env()?;
-        Ok(JobsConfig {
-            job_batch_size: config.job_batch_size.max(1),
-            ..config
-        })
-    }
-}
 
 /// What a job works on.
 #[derive(Debug, Clone)]

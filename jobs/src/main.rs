@@ -4,10 +4,11 @@
 
 use std::process::ExitCode;
 
-use registry_common::config::Config;
+use registry_common::bootstrap::{StorageBackends, open_storage};
+use registry_common::config::JobsBinaryConfig;
 use registry_common::metadata::Metadata;
 use registry_common::telemetry;
-use registry_jobs::{Job, JobContext, JobsConfig};
+use registry_jobs::{Job, JobContext};
 
 fn usage() -> String {
     let names: Vec<&str> = Job::ALL.iter().map(|j| j.name()).collect();
@@ -24,14 +25,10 @@ fn main() -> ExitCode {
         eprintln!("jobs: unknown job {name:?}\n{}", usage());
         return ExitCode::from(2);
     };
-    let (config, jobs) = match (Config::from_env(), JobsConfig::from_env()) {
-        (Ok(config), Ok(jobs)) => (config, jobs),
-        (Err(e), _) => {
+    let config = match JobsBinaryConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => {
             eprintln!("jobs: {e}");
-            return ExitCode::from(2);
-        }
-        (_, Err(e)) => {
-            eprintln!("jobs: invalid configuration: {e}");
             return ExitCode::from(2);
         }
     };
@@ -47,7 +44,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        match run(job, &config, jobs).await {
+        match run(job, config).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(job = job.name(), error = %registry_common::error::ErrorChain(e.as_ref()), "job failed");
@@ -59,17 +56,17 @@ fn main() -> ExitCode {
 
 async fn run(
     job: Job,
-    config: &Config,
-    jobs: JobsConfig,
+    config: JobsBinaryConfig,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut db = config.db.clone();
     // `migrate` is the job that migrates; the others never change the schema.
     db.db_migrate_on_start = false;
     let metadata = Metadata::connect(&config.database_url(), &db).await?;
+    let backends = StorageBackends::default().with_gcs(registry_gcs::open_storage);
     let ctx = JobContext {
         metadata: metadata.clone(),
-        storage: registry_gcs::storage_from_env(&config.storage).await?,
-        config: jobs,
+        storage: open_storage(&config.storage, &backends).await?,
+        config: config.jobs,
     };
     let result = registry_jobs::run(job, &ctx).await;
     metadata.close().await;

@@ -4,17 +4,25 @@
 
 use std::time::Duration;
 
-use registry_common::http::service_main::PluginError;
+use registry_common::http::service_main::StartHook;
 use registry_common::state::AppState;
 
 use crate::{Job, JobContext, JobsConfig};
 
-/// Starts the timer (a no-op when `JOBS_INTERVAL_SECS=0`); for `service_main::Plugins`.
-pub fn start(state: &AppState) -> Result<(), PluginError> {
-    let config = JobsConfig::from_env().map_err(|e| Box::new(e) as PluginError)?;
+/// The timer as `service_main::Plugins::on_start`, with the jobs' settings the binary read.
+pub fn hook(config: JobsConfig) -> StartHook {
+    Box::new(move |state| {
+        start(state, config);
+        Ok(())
+    })
+}
+
+/// Starts the timer on the runtime this is called from (a no-op when
+/// `JOBS_INTERVAL_SECS=0`).
+pub fn start(state: &AppState, config: JobsConfig) {
     if config.jobs_interval_secs == 0 {
         tracing::info!("in-process jobs disabled (JOBS_INTERVAL_SECS=0)");
-        return Ok(());
+        return;
     }
     let interval = Duration::from_secs(config.jobs_interval_secs);
     let ctx = JobContext {
@@ -36,5 +44,4 @@ pub fn start(state: &AppState) -> Result<(), PluginError> {
         interval_secs = interval.as_secs(),
         "in-process jobs scheduled"
     );
-    Ok(())
 }

@@ -16,7 +16,7 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use registry_common::auth::Authorizer;
 use registry_common::bootstrap::open_state;
-use registry_common::config::Config;
+use registry_common::config::{ServiceConfig, Vars};
 use registry_common::http::{Endpoint, registry_app};
 use registry_common::state::AppState;
 use registry_tests::services::url_map::RouteTable;
@@ -185,8 +185,8 @@ fn intended_service(case: &Case) -> &'static str {
 
 /// Each service's app, built as its binary builds it, on one real state.
 async fn service_apps(data: &std::path::Path) -> BTreeMap<&'static str, Router> {
-    let vars = [("DATA_DIR".to_owned(), data.display().to_string())];
-    let config = Config::from_vars(vars).expect("config");
+    let vars = Vars::from_iter([("DATA_DIR", data.display().to_string())]);
+    let config = ServiceConfig::from_vars(&vars).expect("config");
     // As `service_main` does: the authorizer every request is checked by, in the state.
     let auth = Authorizer::from_config(&config.auth).expect("authorizer");
     let state = open_state(&config, auth).await.expect("open state");

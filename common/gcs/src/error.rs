@@ -31,7 +31,7 @@ pub(crate) enum GcsError {
         operation: &'static str,
         object: String,
         #[source]
-        source: reqwest_gcs::Error,
+        source: reqwest_tls::Error,
     },
     #[error("{operation} {object}: getting credentials")]
     Credentials {
@@ -85,7 +85,7 @@ impl From<GcsError> for StorageError {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] registry_common::config::ConfigError),
     /// The client builder's error type lives in a crate this one does not name.
     #[error("building the GCS client")]
     Client(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -104,5 +104,5 @@ pub enum OpenError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("building the JSON API HTTP client")]
-    Http(#[source] reqwest_gcs::Error),
+    Http(#[source] reqwest_tls::Error),
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use google_cloud_auth::credentials::{CacheableResource, Credentials};
 use http::{Extensions, HeaderMap};
-use reqwest_gcs::{Client, RequestBuilder, Response, StatusCode, Url};
+use reqwest_tls::{Client, RequestBuilder, Response, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
 use crate::error::GcsError;
@@ -136,7 +136,7 @@ impl JsonApi {
     ) -> Result<Self, crate::error::OpenError> {
         let raw = endpoint.unwrap_or(DEFAULT_ENDPOINT);
         let endpoint = Url::parse(raw).map_err(|e| {
-            crate::config::ConfigError::Invalid(format!("GCS_ENDPOINT={raw:?}: {e}"))
+            registry_common::config::ConfigError::Invalid(format!("GCS_ENDPOINT={raw:?}: {e}"))
         })?;
         let http = Client::builder()
             .connect_timeout(Duration::from_secs(10))

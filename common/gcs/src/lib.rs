@@ -2,11 +2,10 @@
 //! trait of `registry-common` over one bucket.
 //!
 //! Kept in its own crate because google-cloud-storage is slow to compile: only this crate
-//! and the binaries that link it pay for it. The binaries choose the backend at start-up with
-//! [`storage_from_env`] (`STORAGE_BACKEND=fs|gcs`) and hand it to
-//! `registry_common::bootstrap::open_state_with`.
+//! and the binaries that link it pay for it. It reads no environment: the binaries read the
+//! settings ([`GcsConfig`], `STORAGE_BACKEND=gcs`) and hand [`open_storage`] to
+//! `registry_common::bootstrap::StorageBackends::with_gcs`.
 
-mod config;
 mod error;
 mod json_api;
 mod listing;
@@ -16,29 +15,18 @@ mod upload;
 
 use std::sync::Arc;
 
-use registry_common::config::{Config, StorageConfig};
-use registry_common::http::service_main::OpenedStorage;
-use registry_common::storage::{FsStorage, Storage};
+use registry_common::bootstrap::OpenedStorage;
+use registry_common::storage::Storage;
 
-pub use config::{Backend, ConfigError, GcsConfig};
 pub use error::OpenError;
 pub use json_api::{ListPage, ObjectInfo};
+pub use registry_common::config::GcsConfig;
 pub use storage::GcsStorage;
 
-/// The byte store `STORAGE_BACKEND` names: files under `DATA_DIR` (`fs`, the default), or the
-/// bucket of `BUCKET_NAME` (`gcs`).
-pub async fn storage_from_env(storage: &StorageConfig) -> Result<Arc<dyn Storage>, OpenError> {
-    Ok(match Backend::from_env()? {
-        Backend::Fs => Arc::new(FsStorage::new(&storage.data_dir)),
-        Backend::Gcs => Arc::new(GcsStorage::from_env().await?),
-    })
-}
-
-/// [`storage_from_env`] in the shape `registry_common::http::service_main::Plugins` takes.
-pub fn open_storage(config: &Config) -> OpenedStorage<'_> {
+/// Opens the bucket `config` names, in the shape `StorageBackends::with_gcs` takes.
+pub fn open_storage(config: &GcsConfig) -> OpenedStorage<'_> {
     Box::pin(async move {
-        storage_from_env(&config.storage)
-            .await
-            .map_err(|e| Box::new(e) as registry_common::http::service_main::PluginError)
+        let storage = GcsStorage::new(config.clone()).await?;
+        Ok(Arc::new(storage) as Arc<dyn Storage>)
     })
 }

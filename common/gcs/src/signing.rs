@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use google_cloud_auth::signer::Signer;
 use google_cloud_storage::builder::storage::SignedUrlBuilder;
+use registry_common::config::GcsConfig;
 
-use crate::config::GcsConfig;
 use crate::error::{GcsError, OpenError};
 
 /// The signer download URLs use, or `None` when downloads are not redirected.

@@ -21,9 +21,9 @@ use registry_common::storage::{
     UploadPartKey,
 };
 
-use crate::config::GcsConfig;
 use crate::error::{GcsError, OpenError};
 use crate::json_api::{JsonApi, ListPage, Overwrite};
+use registry_common::config::GcsConfig;
 
 /// Most sources one compose request accepts.
 const COMPOSE_MAX: usize = 32;
@@ -75,11 +75,6 @@ impl GcsStorage {
             redirect_downloads: config.gcs_redirect_downloads,
             signed_url_ttl: config.signed_url_ttl(),
         })
-    }
-
-    /// From `BUCKET_NAME`, `GCS_*` (see the README).
-    pub async fn from_env() -> Result<Self, OpenError> {
-        Self::new(GcsConfig::from_env()?).await
     }
 
     /// The object name of a key path.

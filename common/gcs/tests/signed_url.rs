@@ -194,7 +194,7 @@ async fn a_signed_url_verifies_carries_its_lifetime_and_serves_the_blob() {
     assert!(public.verify(stretched.as_bytes(), &signature).is_err());
 
     // The emulator does not check signatures, but serves the URL as GCS would.
-    let client = reqwest_gcs::Client::new();
+    let client = reqwest_tls::Client::new();
     let whole = client.get(&url).send().await.unwrap();
     assert_eq!(whole.status(), 200);
     assert_eq!(whole.bytes().await.unwrap(), "bytes behind a signed URL");

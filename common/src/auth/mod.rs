@@ -26,7 +26,7 @@ mod issue;
 mod principal;
 mod rules;
 mod scope;
-mod secret;
+use crate::config::secret;
 mod token;
 
 use std::sync::Arc;

@@ -1,16 +1,14 @@
-//! The `main` of every binary, so that each `main.rs` is one call: read the configuration,
-//! start logging, load the authentication settings (the `Authorizer` every request is checked
+//! The `main` of every server binary, so that each `main.rs` is a few lines: it reads its
+//! configuration from the environment (once, e.g. [`ServiceConfig::from_env`]) and hands it
+//! to [`run`], which starts logging, load the authentication settings (the `Authorizer` every request is checked
 //! by), open metadata and storage, serve the routes on `HOST:PORT` (HTTP/1.1 and h2c)
 //! until SIGTERM or Ctrl-C, let in-flight requests finish, close the database, exit 0.
 //!
 //! Exit codes: 0 after a graceful shutdown, 2 for a configuration error (the message names the
 //! variable), 1 for anything else that stops the start (database, storage, port in use).
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -18,41 +16,31 @@ use tokio::net::TcpListener;
 use super::{registry_app, serve, shutdown_signal};
 use crate::auth::{AuthSetupError, Authorizer};
 use crate::bootstrap::{BootstrapError, open_state_with};
-use crate::config::{Config, ServerConfig};
+pub use crate::bootstrap::{OpenedStorage, PluginError, StorageBackends};
+use crate::config::{ConfigError, ServerConfig, ServiceConfig};
 use crate::state::AppState;
-use crate::storage::{FsStorage, Storage};
 use crate::telemetry;
 
-/// A boxed error from a plug-in (a storage backend in a crate of its own).
-pub type PluginError = Box<dyn std::error::Error + Send + Sync>;
-/// What [`StorageOpener`] returns.
-pub type OpenedStorage<'a> =
-    Pin<Box<dyn Future<Output = Result<Arc<dyn Storage>, PluginError>> + Send + 'a>>;
-/// Opens the byte store the configuration names. `common` links only the filesystem backend;
-/// binaries pass the opener of the crate that knows the others (`registry_gcs::open_storage`).
-pub type StorageOpener = for<'a> fn(&'a Config) -> OpenedStorage<'a>;
-
-/// Background work started with the state (see [`Plugins::on_start`]).
-pub type StartHook = fn(&AppState) -> Result<(), PluginError>;
+/// Background work started with the state (see [`Plugins::on_start`]), given what it needs
+/// of the configuration when the binary builds it.
+pub type StartHook = Box<dyn FnOnce(&AppState) -> Result<(), PluginError> + Send>;
 
 /// What a binary plugs into the common start-up.
-#[derive(Debug, Clone, Copy)]
+#[derive(Default)]
 pub struct Plugins {
-    pub open_storage: StorageOpener,
+    /// The byte stores besides the filesystem this binary links.
+    pub storage: StorageBackends,
     /// Called once the state is open, before serving: background work such as the single
     /// binary's job timer (spawn it; do not block). An error stops the start.
     pub on_start: Option<StartHook>,
 }
 
-impl Default for Plugins {
-    fn default() -> Self {
-        Plugins {
-            open_storage: |config| {
-                let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(&config.storage.data_dir));
-                Box::pin(std::future::ready(Ok(storage)))
-            },
-            on_start: None,
-        }
+impl std::fmt::Debug for Plugins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugins")
+            .field("storage", &self.storage)
+            .field("on_start", &self.on_start.is_some())
+            .finish()
     }
 }
 
@@ -90,8 +78,6 @@ pub enum ServiceError {
     Bootstrap(#[from] BootstrapError),
     #[error("authentication settings")]
     Auth(#[from] AuthSetupError),
-    #[error("opening the byte store")]
-    Storage(#[source] PluginError),
     #[error("starting background work")]
     Plugin(#[source] PluginError),
     #[error("binding {addr}")]
@@ -104,21 +90,19 @@ pub enum ServiceError {
     Serve(#[source] std::io::Error),
 }
 
-/// Runs `service` with `routes` (not yet given their state) on the filesystem byte store, and
-/// returns the exit code: 0 after a clean shutdown, 2 when a setting (an environment variable
-/// or a file it names) cannot be used, 1 on any other failure.
-pub fn run(service: Service, routes: Router<AppState>) -> ExitCode {
-    run_with(service, routes, Plugins::default())
-}
-
-/// Like [`run`], with the binary's plug-ins.
-pub fn run_with(service: Service, routes: Router<AppState>, plugins: Plugins) -> ExitCode {
-    let config = match Config::from_env() {
+/// Runs `service` on its configuration (read by the binary, once: see [`ServiceConfig`]) with
+/// `routes` (not yet given their state), and returns the exit code: 0 after a clean shutdown,
+/// 2 when a setting (an environment variable or a file it names) cannot be used, 1 on any
+/// other failure.
+pub fn run(
+    service: Service,
+    config: Result<ServiceConfig, ConfigError>,
+    routes: Router<AppState>,
+    plugins: Plugins,
+) -> ExitCode {
+    let config = match config {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("{}: {e}", service.name);
-            return ExitCode::from(2);
-        }
+        Err(e) => return config_error(service, &e),
     };
     telemetry::init(&config.log);
     let served = tokio::runtime::Builder::new_multi_thread()
@@ -137,6 +121,13 @@ pub fn run_with(service: Service, routes: Router<AppState>, plugins: Plugins) ->
     }
 }
 
+/// Reports a configuration error (before logging is set up, so on stderr) and returns exit
+/// status 2.
+pub fn config_error(service: Service, error: &ConfigError) -> ExitCode {
+    eprintln!("{}: {error}", service.name);
+    ExitCode::from(2)
+}
+
 /// 2 for settings it cannot use (as for unparsable environment variables), 1 for the rest.
 fn exit_code(error: &ServiceError) -> ExitCode {
     match error {
@@ -148,15 +139,12 @@ fn exit_code(error: &ServiceError) -> ExitCode {
 /// Opens the state, binds, serves until a shutdown signal, then closes the database.
 pub async fn serve_service(
     service: Service,
-    config: &Config,
+    config: &ServiceConfig,
     routes: Router<AppState>,
     plugins: Plugins,
 ) -> Result<(), ServiceError> {
     let auth = Authorizer::from_config(&config.auth)?;
-    let storage = (plugins.open_storage)(config)
-        .await
-        .map_err(ServiceError::Storage)?;
-    let state = open_state_with(config, storage, auth).await?;
+    let state = open_state_with(config, &plugins.storage, auth).await?;
     if let Some(on_start) = plugins.on_start {
         on_start(&state).map_err(ServiceError::Plugin)?;
     }

@@ -1,11 +1,16 @@
 //! The `manifest` Cloud Run service, the URL map's default: every route of the distribution API.
 
+use registry_common::config::ServiceConfig;
+use registry_common::http::Service;
+use registry_common::http::service_main::{self, Plugins, StorageBackends};
+
 fn main() -> std::process::ExitCode {
-    registry_common::http::service_main::run_with(
-        registry_common::http::Service::cloud_run("manifest"),
+    service_main::run(
+        Service::cloud_run("manifest"),
+        ServiceConfig::from_env(),
         registry_manifest::service_routes(),
-        registry_common::http::service_main::Plugins {
-            open_storage: registry_gcs::open_storage,
+        Plugins {
+            storage: StorageBackends::default().with_gcs(registry_gcs::open_storage),
             on_start: None,
         },
     )

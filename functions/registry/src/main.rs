@@ -4,17 +4,24 @@
 //! `STORAGE_BACKEND`).
 
 use axum::Router;
-use registry_common::http::{Service, service_main};
+use registry_common::config::RegistryConfig;
+use registry_common::http::Service;
+use registry_common::http::service_main::{self, Plugins, StorageBackends};
 
 fn main() -> std::process::ExitCode {
+    let service = Service::registry();
+    let config = match RegistryConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => return service_main::config_error(service, &e),
+    };
     let routes = Router::new()
         .merge(registry_blob::router())
         .merge(registry_manifest::router())
         .merge(registry_upload::router())
         .merge(registry_api::router());
-    let plugins = service_main::Plugins {
-        open_storage: registry_gcs::open_storage,
-        on_start: Some(registry_jobs::timer::start),
+    let plugins = Plugins {
+        storage: StorageBackends::default().with_gcs(registry_gcs::open_storage),
+        on_start: Some(registry_jobs::timer::hook(config.jobs)),
     };
-    service_main::run_with(Service::registry(), routes, plugins)
+    service_main::run(service, Ok(config.service), routes, plugins)
 }

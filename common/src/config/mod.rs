@@ -1,0 +1,29 @@
+//! Configuration, read from environment variables once per binary at start-up into that
+//! binary's struct ([`ServiceConfig`] for `blob`, `manifest`, `upload` and `api`,
+//! [`RegistryConfig`], [`JobsBinaryConfig`]), each made of one sub-struct per concern. The
+//! parts are passed down; nothing else reads the environment. Parsing is a pure function of
+//! a map of variables ([`Vars`], `K_SERVICE` included), and each error names its variable.
+//! Every variable is listed with its default in the README's configuration table.
+//!
+//! This module depends on no other part of the crate (the `auth` module builds on
+//! [`AuthConfig`], not the other way round).
+
+mod api;
+mod auth;
+mod binaries;
+mod jobs;
+pub(crate) mod secret;
+mod server;
+mod storage;
+#[cfg(test)]
+mod tests;
+mod vars;
+
+pub use api::{ApiConfig, CorsOrigins};
+pub use auth::{AuthConfig, AuthMode, MIN_JWT_SECRET_BYTES};
+pub use binaries::{JobsBinaryConfig, RegistryConfig, ServiceConfig};
+pub use jobs::JobsConfig;
+pub use secret::Secret;
+pub use server::{LimitsConfig, LogConfig, ServerConfig};
+pub use storage::{DbConfig, GcsConfig, StorageBackend, StorageConfig};
+pub use vars::{ConfigError, Vars};
