@@ -56,6 +56,44 @@ ensure_skopeo() {
     log "$(skopeo --version)"
 }
 
+# The real clients of the client suites (tests/tests/clients_*.rs): Debian's docker.io
+# (dockerd and its CLI), containerd (ctr), podman and buildah; the oras and Helm SDKs from PyPI
+# in a venv under the target directory, at pinned versions (CLIENTS_PYTHON names its python).
+# The suites start dockerd and containerd themselves, in temporary directories. Prints one line
+# per client with its version. kaniko has no Debian or PyPI package, so no suite drives it.
+CLIENTS_PIP=("oras==0.2.43" "helm-python-sdk==0.2.2")
+ensure_clients() {
+    local missing=()
+    command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+    command -v containerd >/dev/null 2>&1 || missing+=(containerd)
+    command -v podman >/dev/null 2>&1 || missing+=(podman)
+    command -v buildah >/dev/null 2>&1 || missing+=(buildah)
+    python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        apt_install "${missing[@]}"
+    fi
+    local venv="${CARGO_TARGET_DIR:-$PWD/target}/clients-venv"
+    if [[ "$(cat "$venv/pins" 2>/dev/null)" != "${CLIENTS_PIP[*]}" ]]; then
+        log "python venv $venv: ${CLIENTS_PIP[*]}"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check "${CLIENTS_PIP[@]}"
+        printf '%s' "${CLIENTS_PIP[*]}" >"$venv/pins"
+    fi
+    export CLIENTS_PYTHON="$venv/bin/python"
+    local version='s/.*version \([^ ,]*\).*/\1/'
+    log "client: docker $(dockerd --version | sed "$version") (dockerd and its CLI)"
+    log "client: ctr $(ctr --version | awk '{print $3}') (containerd $(containerd --version | awk '{print $3}'))"
+    log "client: podman $(podman --version | sed "$version")"
+    log "client: buildah $(buildah --version | sed "$version")"
+    log "client: skopeo $(skopeo --version | sed "$version")"
+    log "client: oras (Python SDK) $("$CLIENTS_PYTHON" -c \
+        'import importlib.metadata as m; print(m.version("oras"))')"
+    log "client: helm-python-sdk $("$CLIENTS_PYTHON" -c \
+        'import helm_python as h; print(h.__version__, "(Helm SDK", h.helm_sdk_version() + ")")')"
+    log "client: kaniko not tested (no Debian or PyPI package)"
+}
+
 # A throwaway PostgreSQL server for the metadata tests, unless TEST_DATABASE_URL names one:
 # initdb into a temp dir, listen on 127.0.0.1 at a free port and on a unix socket in that dir,
 # and remove it all on exit. Installs Debian's postgresql when its binaries are missing.
@@ -195,6 +233,7 @@ run_tests() {
 main() {
     ensure_cargo
     ensure_skopeo
+    ensure_clients
     trap cleanup EXIT
     start_postgres
     start_gcs_emulator
