@@ -225,7 +225,8 @@ impl Dockerd {
     }
 
     /// The docker CLI on this daemon, with a configuration directory (logins) of its own and
-    /// the classic builder (this docker's BuildKit needs a plugin Debian ships apart).
+    /// the classic builder (docker 20.10's default, which `FROM scratch` builds need nothing
+    /// more than).
     pub fn docker(&self) -> Tool {
         docker_cli(&self.cli, self.dir.path())
     }
