@@ -61,10 +61,6 @@ impl Tool {
         self
     }
 
-    pub fn program(&self) -> &Path {
-        &self.program
-    }
-
     /// The command for `args`, not started.
     pub fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(&self.program);
@@ -266,7 +262,7 @@ pub async fn assert_complete(client: &Client<'_>, repo: &str, reference: &str) -
         if stored.is_index() {
             for child in stored.json["manifests"].as_array().expect("manifests") {
                 let digest = child["digest"].as_str().expect("child digest");
-                let fetched = Box::pin(manifest(client, repo, digest)).await;
+                let fetched = manifest(client, repo, digest).await;
                 assert_eq!(fetched.digest, digest, "child of {}", stored.digest);
                 assert_eq!(child["size"], fetched.bytes.len(), "size of {digest}");
                 assert_eq!(child["mediaType"], fetched.media_type.as_str());
