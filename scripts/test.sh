@@ -57,11 +57,12 @@ ensure_skopeo() {
 }
 
 # The real clients of the client suites (tests/tests/clients_*.rs): Debian's docker.io
-# (dockerd and its CLI), containerd (ctr), podman and buildah; the oras and Helm SDKs from PyPI
-# in a venv under the target directory, at pinned versions (CLIENTS_PYTHON names its python).
+# (dockerd and its CLI), containerd (ctr), podman and buildah; the oras and Helm SDKs and
+# python-dxf from PyPI in a venv under the target directory, at pinned versions (CLIENTS_PYTHON
+# names its python).
 # The suites start dockerd and containerd themselves, in temporary directories. Prints one line
 # per client with its version. kaniko has no Debian or PyPI package, so no suite drives it.
-CLIENTS_PIP=("oras==0.2.43" "helm-python-sdk==0.2.2")
+CLIENTS_PIP=("oras==0.2.43" "helm-python-sdk==0.2.2" "python-dxf==12.1.1")
 ensure_clients() {
     local missing=()
     command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
@@ -91,6 +92,8 @@ ensure_clients() {
         'import importlib.metadata as m; print(m.version("oras"))')"
     log "client: helm-python-sdk $("$CLIENTS_PYTHON" -c \
         'import helm_python as h; print(h.__version__, "(Helm SDK", h.helm_sdk_version() + ")")')"
+    log "client: python-dxf $("$CLIENTS_PYTHON" -c \
+        'import importlib.metadata as m; print(m.version("python-dxf"))')"
     log "client: kaniko not tested (no Debian or PyPI package)"
 }
 
