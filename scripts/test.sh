@@ -57,6 +57,60 @@ ensure_skopeo() {
     log "$(skopeo --version)"
 }
 
+# The real clients of the client suites (tests/tests/clients_*.rs): Debian's docker.io
+# (dockerd and its CLI), containerd (ctr), podman and buildah; the oras and Helm SDKs and
+# python-dxf from PyPI in a venv under the target directory (CLIENTS_PYTHON names its python),
+# the npm @snyk/docker-registry-v2-client beside it (CLIENTS_NODE_PATH), all at pinned versions.
+# The suites start dockerd and containerd themselves, in temporary directories. Prints one line
+# per client with its version. kaniko has no Debian or PyPI package, so no suite drives it.
+CLIENTS_PIP=("oras==0.2.43" "helm-python-sdk==0.2.2" "python-dxf==12.1.1")
+CLIENTS_NPM="@snyk/docker-registry-v2-client@4.0.5"
+ensure_clients() {
+    local missing=()
+    command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+    command -v containerd >/dev/null 2>&1 || missing+=(containerd)
+    command -v podman >/dev/null 2>&1 || missing+=(podman)
+    command -v buildah >/dev/null 2>&1 || missing+=(buildah)
+    python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        apt_install "${missing[@]}"
+    fi
+    local venv="${CARGO_TARGET_DIR:-$PWD/target}/clients-venv"
+    if [[ "$(cat "$venv/pins" 2>/dev/null)" != "${CLIENTS_PIP[*]}" ]]; then
+        log "python venv $venv: ${CLIENTS_PIP[*]}"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check "${CLIENTS_PIP[@]}"
+        printf '%s' "${CLIENTS_PIP[*]}" >"$venv/pins"
+    fi
+    export CLIENTS_PYTHON="$venv/bin/python"
+    local node_dir="${CARGO_TARGET_DIR:-$PWD/target}/clients-node"
+    if [[ "$(cat "$node_dir/pins" 2>/dev/null)" != "$CLIENTS_NPM" ]]; then
+        log "npm install $CLIENTS_NPM in $node_dir"
+        rm -rf "$node_dir"
+        mkdir -p "$node_dir"
+        (cd "$node_dir" && npm install --silent --no-audit --no-fund "$CLIENTS_NPM")
+        printf '%s' "$CLIENTS_NPM" >"$node_dir/pins"
+    fi
+    export CLIENTS_NODE_PATH="$node_dir/node_modules"
+    local version='s/.*version \([^ ,]*\).*/\1/'
+    log "client: docker $(dockerd --version | sed "$version") (dockerd and its CLI)"
+    log "client: ctr $(ctr --version | awk '{print $3}') (containerd $(containerd --version | awk '{print $3}'))"
+    log "client: podman $(podman --version | sed "$version")"
+    log "client: buildah $(buildah --version | sed "$version")"
+    log "client: skopeo $(skopeo --version | sed "$version")"
+    log "client: oras (Python SDK) $("$CLIENTS_PYTHON" -c \
+        'import importlib.metadata as m; print(m.version("oras"))')"
+    log "client: helm-python-sdk $("$CLIENTS_PYTHON" -c \
+        'import helm_python as h; print(h.__version__, "(Helm SDK", h.helm_sdk_version() + ")")')"
+    log "client: python-dxf $("$CLIENTS_PYTHON" -c \
+        'import importlib.metadata as m; print(m.version("python-dxf"))')"
+    log "client: ${CLIENTS_NPM%@*} $(node -p \
+        'require(process.argv[1] + "/package.json").version' \
+        "$CLIENTS_NODE_PATH/@snyk/docker-registry-v2-client") (node $(node --version))"
+    log "client: kaniko not tested (no Debian or PyPI package)"
+}
+
 # A throwaway PostgreSQL server for the metadata tests, unless TEST_DATABASE_URL names one:
 # initdb into a temp dir, listen on 127.0.0.1 at a free port and on a unix socket in that dir,
 # and remove it all on exit. Installs Debian's postgresql when its binaries are missing.
@@ -216,6 +270,7 @@ main() {
     ensure_cargo
     lint
     ensure_skopeo
+    ensure_clients
     trap cleanup EXIT
     start_postgres
     start_gcs_emulator

@@ -16,6 +16,8 @@ use sha2::{Digest as _, Sha256};
 
 pub mod api;
 pub mod auth;
+pub mod clients;
+pub mod daemons;
 pub mod database;
 pub mod oci_layout;
 pub mod services;
