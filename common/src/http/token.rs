@@ -6,8 +6,8 @@
 //! it ([`TOKEN_PATH`](super::TOKEN_PATH)) only because it is the load balancer's default
 //! service, which the URL map sends `/auth/token` to.
 
-use crate::auth::{AuthError, Credentials};
 use super::oci_error::RegistryError;
+use crate::auth::{AuthError, Credentials};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
