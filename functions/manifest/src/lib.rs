@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderMap, LINK, LOCATION};
 use http::{HeaderName, StatusCode};
 use registry_common::auth::Caller;
@@ -159,7 +159,7 @@ async fn list_tags(
 /// `GET /v2/_catalog?n=&last=`: the repositories the caller may pull.
 async fn catalog(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, RegistryError> {
     let query = pagination::parse(query, state.limits.page_max, |last| {

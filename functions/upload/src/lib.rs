@@ -6,7 +6,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Router;
 use http::StatusCode;
 use http::header::{CONTENT_LENGTH, HeaderMap, LOCATION, RANGE};
 use registry_common::auth::{Action, Caller};
@@ -92,7 +92,7 @@ fn session(
 /// `POST /v2/<name>/blobs/uploads/`: mount, monolithic upload, or a new session.
 async fn start_upload(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Repo(name): Repo,
     query: Result<Query<StartQuery>, QueryRejection>,
     headers: HeaderMap,
