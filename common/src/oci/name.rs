@@ -128,6 +128,15 @@ impl Reference {
     }
 }
 
+impl Reference {
+    /// A reference to look up (`GET`, `HEAD`, `DELETE`): one that cannot name a manifest
+    /// names none, so it is `404 MANIFEST_UNKNOWN` like any reference the repository lacks.
+    /// Only a `PUT`, which would create the tag, answers `400` ([`Reference::parse`]).
+    pub fn parse_existing(raw: &str) -> Result<Self, RegistryError> {
+        Reference::parse(raw).map_err(|_| RegistryError::manifest_unknown(&truncate(raw, 200)))
+    }
+}
+
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

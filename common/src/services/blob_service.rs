@@ -91,20 +91,18 @@ impl BlobService {
         }
     }
 
-    /// Removes the blob from the repository (its bytes go with garbage collection).
+    /// Removes the blob from the repository (its bytes go with garbage collection). While
+    /// manifests of the repository reference it, it stays readable for them and goes with
+    /// the last of them (see `Metadata::unlink_blob`).
     pub async fn delete(
         &self,
         name: &RepositoryName,
         digest: &Digest,
     ) -> Result<(), RegistryError> {
         match self.metadata.unlink_blob(name, digest).await? {
-            Deletion::Removed => Ok(()),
+            // (A link in use is `Marked`; `InUse` is the manifests' outcome.)
+            Deletion::Removed | Deletion::Marked | Deletion::InUse => Ok(()),
             Deletion::NotFound => Err(RegistryError::blob_unknown(digest)),
-            Deletion::InUse => Err(RegistryError::new(
-                OciCode::Denied,
-                "blob is referenced by a manifest of this repository; delete the manifest first",
-            )
-            .with_status(StatusCode::CONFLICT)),
         }
     }
 }

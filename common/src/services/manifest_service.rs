@@ -122,10 +122,12 @@ impl ManifestService {
                 false => Err(RegistryError::manifest_unknown(reference)),
             },
             Reference::Digest(digest) => match self.metadata.delete_manifest(name, digest).await? {
-                Deletion::Removed => Ok(()),
+                Deletion::Removed | Deletion::Marked => Ok(()),
                 Deletion::NotFound => Err(RegistryError::manifest_unknown(reference)),
+                // A state conflict, not an access error: `DENIED` would send the user to
+                // check their rights.
                 Deletion::InUse => Err(RegistryError::new(
-                    OciCode::Denied,
+                    OciCode::Unsupported,
                     "manifest is listed by an index of this repository; delete the index first",
                 )
                 .with_status(StatusCode::CONFLICT)),

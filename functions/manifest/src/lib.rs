@@ -76,7 +76,7 @@ async fn get_manifest(
     Repo(name): Repo,
     Path(reference): Path<String>,
 ) -> Result<Response, RegistryError> {
-    let reference = Reference::parse(&reference)?;
+    let reference = Reference::parse_existing(&reference)?;
     let manifest = state.manifests.get(&name, &reference).await?;
     let headers = manifest_headers(&manifest);
     Ok((StatusCode::OK, headers, manifest.payload).into_response())
@@ -88,7 +88,7 @@ async fn head_manifest(
     Repo(name): Repo,
     Path(reference): Path<String>,
 ) -> Result<Response, RegistryError> {
-    let reference = Reference::parse(&reference)?;
+    let reference = Reference::parse_existing(&reference)?;
     let manifest = state.manifests.get(&name, &reference).await?;
     Ok((StatusCode::OK, manifest_headers(&manifest)).into_response())
 }
@@ -132,7 +132,7 @@ async fn delete_manifest(
     Repo(name): Repo,
     Path(reference): Path<String>,
 ) -> Result<Response, RegistryError> {
-    let reference = Reference::parse(&reference)?;
+    let reference = Reference::parse_existing(&reference)?;
     state.manifests.delete(&name, &reference).await?;
     Ok((StatusCode::ACCEPTED, [(CONTENT_LENGTH, "0")]).into_response())
 }
