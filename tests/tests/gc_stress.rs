@@ -405,8 +405,11 @@ async fn push_like_a_client(
     }
 }
 
-/// Pushes new images and deletes them, and pushes deleted images again a little later.
-/// Two clients share each repository, so one's delete orphans layers the other reuses.
+/// Pushes new images; once an image is older than the grace period (its links too), deletes
+/// it and at once pushes it again, the way a client re-pushes an image it deleted: `HEAD`
+/// finds its blobs (links that have just become unreferenced and were created long ago), so
+/// it uploads nothing and names them in the manifest. Two clients share each repository, so
+/// one's delete may also orphan pool layers the other reuses.
 async fn grace_client(
     reg: Arc<Registry>,
     id: u64,
@@ -415,54 +418,60 @@ async fn grace_client(
     until: tokio::time::Instant,
 ) {
     let repo = format!("grace/r{}", id % 3);
-    let mut deleted: Vec<(Vec<Vec<u8>>, String)> = Vec::new();
+    let old_enough = std::time::Duration::from_secs(GRACE_SECS + 2);
+    let mut live: std::collections::VecDeque<(tokio::time::Instant, String, Vec<Vec<u8>>, String)> =
+        std::collections::VecDeque::new();
     let mut round = 0u64;
     while tokio::time::Instant::now() < until {
         round += 1;
-        let tag = format!("c{id}-t{}", round % 4);
-        let repush = round.is_multiple_of(3) && !deleted.is_empty();
-        let (blobs, manifest) = if repush {
-            deleted.remove(0)
-        } else {
-            let config = format!(r#"{{"client":{id},"round":{round}}}"#).into_bytes();
-            let n = pool.len() as u64;
-            let blobs = vec![
-                config,
-                pool[((round + id) % n) as usize].clone(),
-                pool[((round * 3 + id * 5) % n) as usize].clone(),
-            ];
-            let layers: Vec<(String, usize)> = blobs[1..]
-                .iter()
-                .map(|b| (sha256_digest(b), b.len()))
-                .collect();
-            let manifest =
-                image_manifest_json(&(sha256_digest(&blobs[0]), blobs[0].len()), &layers);
-            (blobs, manifest)
+        let config = format!(r#"{{"client":{id},"round":{round}}}"#).into_bytes();
+        let n = pool.len() as u64;
+        let blobs = vec![
+            config,
+            pool[((round + id) % n) as usize].clone(),
+            pool[((round * 3 + id * 5) % n) as usize].clone(),
+        ];
+        let layers: Vec<(String, usize)> = blobs[1..]
+            .iter()
+            .map(|b| (sha256_digest(b), b.len()))
+            .collect();
+        let manifest = image_manifest_json(&(sha256_digest(&blobs[0]), blobs[0].len()), &layers);
+        let tag = format!("c{id}-r{round}");
+        if push_like_a_client(&reg, &repo, &tag, &blobs, &manifest, &figures)
+            .await
+            .0
+        {
+            live.push_back((tokio::time::Instant::now(), tag, blobs, manifest));
+        }
+        let due = live
+            .front()
+            .is_some_and(|(at, ..)| at.elapsed() >= old_enough);
+        if !due {
+            // Pace the pushes: enough images to age, not a flood of rows.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        }
+        let Some((_, tag, blobs, manifest)) = live.pop_front() else {
+            continue;
         };
+        let digest = sha256_digest(manifest.as_bytes());
+        let resp = reg
+            .client
+            .delete(reg.url(&format!("/v2/{repo}/manifests/{digest}")))
+            .send()
+            .await
+            .expect("delete manifest");
+        assert_eq!(resp.status(), 202, "delete {repo}@{digest}");
+        figures.deletes.fetch_add(1, Ordering::Relaxed);
         let (stored, found) =
             push_like_a_client(&reg, &repo, &tag, &blobs, &manifest, &figures).await;
-        if stored && repush && found > 0 {
-            figures
-                .repushes_onto_orphans
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        // Every other new image is deleted again (its config link, and maybe layer links,
-        // become unreferenced), to be pushed again two rounds later.
-        if stored && !repush && round % 2 == 1 {
-            let digest = sha256_digest(manifest.as_bytes());
-            let resp = reg
-                .client
-                .delete(reg.url(&format!("/v2/{repo}/manifests/{digest}")))
-                .send()
-                .await
-                .expect("delete manifest");
-            assert!(
-                matches!(resp.status().as_u16(), 202 | 404),
-                "delete: {}",
-                resp.status()
-            );
-            figures.deletes.fetch_add(1, Ordering::Relaxed);
-            deleted.push((blobs, manifest));
+        if stored {
+            if found > 0 {
+                figures
+                    .repushes_onto_orphans
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            live.push_back((tokio::time::Instant::now(), tag, blobs, manifest));
         }
     }
 }
