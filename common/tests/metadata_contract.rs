@@ -356,10 +356,18 @@ async fn deletes_respect_references() {
             ManifestPut::Stored
         );
 
+        // A referenced blob is only marked: it stays readable for its manifest.
         assert_eq!(
             meta.unlink_blob(&name, &config).await.unwrap(),
-            Deletion::InUse,
+            Deletion::Marked,
             "{engine}"
+        );
+        assert!(
+            meta.linked_blob_size(&name, &config)
+                .await
+                .unwrap()
+                .is_some(),
+            "{engine}: marked link still readable"
         );
         assert_eq!(
             meta.unlink_blob(&name, &spare).await.unwrap(),
@@ -400,11 +408,116 @@ async fn deletes_respect_references() {
                 .is_none(),
             "{engine}: tag went"
         );
+        // The marked link went with its last manifest.
+        assert!(
+            meta.linked_blob_size(&name, &config)
+                .await
+                .unwrap()
+                .is_none(),
+            "{engine}: marked link outlived its manifest"
+        );
         assert_eq!(
             meta.unlink_blob(&name, &config).await.unwrap(),
-            Deletion::Removed,
+            Deletion::NotFound,
             "{engine}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_marked_link_stays_while_any_manifest_references_it_and_an_upload_unmarks_it() {
+    for (engine, meta, _guard) in engines().await {
+        let name = repo("p/marks");
+        let (config, size) = blob(&meta, &name, b"shared cfg").await;
+        let (layer_a, a) = blob(&meta, &name, b"layer a").await;
+        let (layer_b, b) = blob(&meta, &name, b"layer b").await;
+        let first = image(&[(&config, size), (&layer_a, a)], None, None);
+        let second = image(&[(&config, size), (&layer_b, b)], None, None);
+        assert_eq!(put(&meta, &name, &first, None).await, ManifestPut::Stored);
+        assert_eq!(put(&meta, &name, &second, None).await, ManifestPut::Stored);
+        for digest in [&config, &layer_a] {
+            assert_eq!(
+                meta.unlink_blob(&name, digest).await.unwrap(),
+                Deletion::Marked
+            );
+        }
+        let linked = |digest: Digest| {
+            let (meta, name) = (&meta, &name);
+            async move {
+                meta.linked_blob_size(name, &digest)
+                    .await
+                    .unwrap()
+                    .is_some()
+            }
+        };
+        assert_eq!(
+            meta.delete_manifest(&name, &digest_of(&first))
+                .await
+                .unwrap(),
+            Deletion::Removed
+        );
+        assert!(
+            !linked(layer_a.clone()).await,
+            "{engine}: marked, last manifest gone"
+        );
+        assert!(
+            linked(config.clone()).await,
+            "{engine}: marked, still referenced"
+        );
+        assert!(linked(layer_b.clone()).await, "{engine}: never marked");
+        // The client uploads the config again: it asks for the link anew.
+        blob(&meta, &name, b"shared cfg").await;
+        assert_eq!(
+            meta.delete_manifest(&name, &digest_of(&second))
+                .await
+                .unwrap(),
+            Deletion::Removed
+        );
+        assert!(
+            linked(config.clone()).await,
+            "{engine}: re-uploaded, so unmarked"
+        );
+        assert!(
+            linked(layer_b.clone()).await,
+            "{engine}: unmarked links stay for GC"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_blob_delete_racing_its_manifests_delete_leaves_no_link() {
+    for (engine, meta, _guard) in engines().await {
+        let meta = Arc::new(meta);
+        let name = repo("race/marks");
+        for iteration in 0..30 {
+            let (config, size) = blob(&meta, &name, format!("cfg {iteration}").as_bytes()).await;
+            let manifest = image(&[(&config, size)], None, None);
+            assert_eq!(
+                put(&meta, &name, &manifest, None).await,
+                ManifestPut::Stored
+            );
+            let blob_delete = {
+                let (meta, name, config) = (meta.clone(), name.clone(), config.clone());
+                tokio::spawn(async move { meta.unlink_blob(&name, &config).await.unwrap() })
+            };
+            let manifest_delete = {
+                let (meta, name, digest) = (meta.clone(), name.clone(), digest_of(&manifest));
+                tokio::spawn(async move { meta.delete_manifest(&name, &digest).await.unwrap() })
+            };
+            let (unlinked, deleted) = (blob_delete.await.unwrap(), manifest_delete.await.unwrap());
+            assert_eq!(deleted, Deletion::Removed, "{engine} iteration {iteration}");
+            assert!(
+                matches!(unlinked, Deletion::Removed | Deletion::Marked),
+                "{engine} iteration {iteration}: {unlinked:?}"
+            );
+            assert!(
+                meta.linked_blob_size(&name, &config)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{engine} iteration {iteration}: the link outlived both deletes ({unlinked:?})"
+            );
+        }
     }
 }
 
@@ -587,7 +700,7 @@ async fn a_manifest_push_racing_a_blob_delete_never_dangles() {
             };
             let (pushed, deleted) = (push.await.unwrap(), delete.await.unwrap());
             match (&pushed, deleted) {
-                (ManifestPut::Stored, Deletion::InUse) => stored += 1,
+                (ManifestPut::Stored, Deletion::Marked) => stored += 1,
                 (ManifestPut::MissingBlob(_), Deletion::Removed) => refused += 1,
                 other => panic!("{engine} iteration {iteration}: inconsistent outcome {other:?}"),
             }

@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use registry_common::metadata::{LinkRef, cutoff};
+use registry_common::metadata::{LINK_USE_REFRESH, LinkRef, cutoff};
 use registry_common::oci::Algorithm;
 use registry_common::storage::BlobKey;
 
@@ -13,7 +13,16 @@ const JOB: &str = "blob-gc";
 
 pub(crate) async fn run(ctx: &JobContext, report: &mut JobReport) -> Result<(), JobError> {
     let cutoff = cutoff(ctx.grace());
-    collect_links(ctx, report, cutoff).await?;
+    // Reads refresh a link's last use only when it is older than `LINK_USE_REFRESH`, so the
+    // grace period of links counts from that much earlier (no more than the grace period
+    // itself: with no grace there is nothing to protect).
+    let slack = LINK_USE_REFRESH.min(ctx.grace());
+    collect_links(
+        ctx,
+        report,
+        registry_common::metadata::cutoff(ctx.grace() + slack),
+    )
+    .await?;
     collect_blobs(ctx, report, cutoff).await?;
     collect_orphan_objects(ctx, report).await
 }

@@ -9,8 +9,10 @@
 //! (`repository_blobs`); manifests reference links (`manifest_blobs`, with a foreign key).
 //! `blob-gc` removes, oldest first and only past the grace period:
 //!
-//! 1. **Links no manifest references.** Each is deleted by one conditional statement
-//!    (`… AND NOT EXISTS (manifest reference)`). A manifest push that references the link at
+//! 1. **Links no manifest references**, unused for the grace period (`used_at`, below) or
+//!    marked by a blob `DELETE` (those whatever their age: the client was answered `202`).
+//!    Each is deleted by one conditional statement (`… AND NOT EXISTS (manifest reference)
+//!    AND (used_at <= cutoff OR marked)`). A manifest push that references the link at
 //!    the same moment either commits first — then the delete finds the reference, or the
 //!    foreign key refuses it (PostgreSQL rechecks referencing rows at delete time) — or
 //!    commits after, and then its own foreign-key check fails and the push answers
@@ -26,9 +28,30 @@
 //! 3. **Storage objects without a row** (an upload that crashed between writing the object and
 //!    recording it): under the same lock, deleted only if there is still no row.
 //!
-//! The grace period is not what keeps data safe (the locks and keys are); it keeps the
-//! collector from removing a layer that a client uploaded seconds ago and is about to name
-//! in a manifest, which would fail that push and make the client upload the layer again.
+//! # The grace period of a link
+//!
+//! The locks and keys keep data safe; the grace period keeps pushes from failing. A client
+//! that finds a layer (`HEAD` → `200`, or a mount → `201`) then names it in a manifest: if the
+//! collector removed the link in between, the push fails with `MANIFEST_BLOB_UNKNOWN`. So the
+//! grace period counts from the last time a client could have relied on the link, its
+//! `used_at`, never from its creation:
+//!
+//! - an upload or a mount sets it (and clears a pending unlink mark);
+//! - deleting a manifest sets it on the links of its blobs (the moment a link may become
+//!   unreferenced: a client may have seen it a second ago, while it was still referenced);
+//! - a `HEAD`/`GET` of the blob in the repository sets it when no manifest references the
+//!   link and it is older than `LINK_USE_REFRESH` (`registry_common::metadata`). The refresh
+//!   is one conditional `UPDATE` run before the answer; if the collector removed the link
+//!   first, the read answers `404` and the client uploads. Reads of referenced links (every
+//!   pull of a live image) write nothing, and an unreferenced link is written at most once
+//!   per `LINK_USE_REFRESH`.
+//!
+//! Because reads refresh coarsely, the collector removes a link only once it has been unused
+//! for `GC_GRACE_SECS` plus `LINK_USE_REFRESH` (plus the grace period itself when that is
+//! shorter): a client that saw a link has at least the grace period to push the manifest
+//! naming it (for grace periods under `LINK_USE_REFRESH`, at least twice the grace period
+//! after the link's last refresh). Blob rows keep their creation time: an unlinked
+//! blob is reached again only by an upload, which takes the blob lock (step 2).
 
 mod gc;
 mod index;

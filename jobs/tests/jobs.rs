@@ -486,3 +486,99 @@ async fn project_storage_counts_distinct_blobs_per_project() {
         );
     }
 }
+
+fn hour_grace() -> JobsConfig {
+    JobsConfig {
+        gc_grace_secs: 3600,
+        upload_max_age_secs: 3600,
+        ..zero_grace()
+    }
+}
+
+async fn linked(setup: &Setup, name: &RepositoryName, digest: &Digest) -> bool {
+    setup
+        .ctx
+        .metadata
+        .linked_blob_size(name, digest)
+        .await
+        .expect("linked blob")
+        .is_some()
+}
+
+/// The grace period counts from the last time a client could have relied on a link, not from
+/// its creation: a link created long ago that a client just read (while unreferenced), or
+/// whose last manifest just went, is kept; one nobody used for the grace period goes.
+#[tokio::test]
+async fn the_grace_period_counts_from_a_links_last_use() {
+    for setup in setups(hour_grace()).await {
+        let e = setup.engine;
+        let name = repo("p/old");
+        let idle = push_blob(&setup, &name, b"idle layer").await;
+        let read = push_blob(&setup, &name, b"read layer").await;
+        let orphaned = push_blob(&setup, &name, b"orphaned config").await;
+        let manifest = manifest_json(&orphaned, b"orphaned config".len());
+        push_manifest(&setup, &name, &manifest, "v1").await;
+        // Everything was pushed two hours ago.
+        let old = registry_common::metadata::cutoff(std::time::Duration::from_secs(7200));
+        execute(
+            &setup,
+            &format!("UPDATE repository_blobs SET created_at = {old}, used_at = {old}"),
+        )
+        .await;
+        execute(&setup, &format!("UPDATE blobs SET created_at = {old}")).await;
+
+        // A client HEADs the old unreferenced layer (about to name it in a manifest), and
+        // another deletes the manifest that referenced the config.
+        assert!(linked(&setup, &name, &read).await, "{e}");
+        let deleted = setup
+            .ctx
+            .metadata
+            .delete_manifest(&name, &Digest::sha256_of(&manifest))
+            .await
+            .expect("delete manifest");
+        assert_eq!(deleted, registry_common::metadata::Deletion::Removed, "{e}");
+
+        assert_eq!(
+            changed(&setup, Job::BlobGc).await,
+            2,
+            "{e}: the idle link and its blob"
+        );
+        assert!(!linked(&setup, &name, &idle).await, "{e}");
+        assert!(!blob_on_disk(&setup, &idle).await, "{e}");
+        assert!(linked(&setup, &name, &read).await, "{e}: just read");
+        assert!(linked(&setup, &name, &orphaned).await, "{e}: just orphaned");
+    }
+}
+
+/// A blob `DELETE` of a referenced link marks it: the manifest stays whole; the link goes
+/// with the manifest, or at the next collection whatever the grace period.
+#[tokio::test]
+async fn a_marked_link_goes_with_its_manifest_or_at_the_next_collection() {
+    for setup in setups(hour_grace()).await {
+        let e = setup.engine;
+        let name = repo("p/marked");
+        let config = push_blob(&setup, &name, b"marked config").await;
+        let manifest = manifest_json(&config, b"marked config".len());
+        push_manifest(&setup, &name, &manifest, "v1").await;
+        let meta = &setup.ctx.metadata;
+        assert_eq!(
+            meta.unlink_blob(&name, &config).await.expect("unlink"),
+            registry_common::metadata::Deletion::Marked,
+            "{e}"
+        );
+        assert_eq!(changed(&setup, Job::BlobGc).await, 0, "{e}: referenced");
+        assert!(
+            linked(&setup, &name, &config).await,
+            "{e}: the manifest still pulls"
+        );
+        // The manifest's references vanish behind the registry's back (as if a manifest
+        // delete's clean-up had failed): the collector removes the marked link at once.
+        execute(&setup, "DELETE FROM manifest_blobs").await;
+        assert_eq!(
+            changed(&setup, Job::BlobGc).await,
+            1,
+            "{e}: the marked link"
+        );
+        assert!(!linked(&setup, &name, &config).await, "{e}");
+    }
+}

@@ -142,6 +142,24 @@ async fn oci_index_is_stored_and_served_as_an_index() {
     assert_eq!(pulled.status, 200);
     assert_eq!(pulled.header("content-type"), Some(OCI_INDEX));
     assert_eq!(pulled.body, index.as_bytes());
+    // A child cannot go while the index lists it: a conflict of state, not of rights
+    // (`DENIED` would send the user to check their credentials).
+    let child = children[0]["digest"]
+        .as_str()
+        .expect("child digest")
+        .to_owned();
+    let url = reg.url(&format!("/v2/man/index/manifests/{child}"));
+    assert_error(&send(reg.client.delete(&url)).await, 409, "UNSUPPORTED");
+    assert_eq!(send(reg.client.get(&url)).await.status, 200);
+    let index_url = reg.url("/v2/man/index/manifests/multi");
+    let index_digest = send(reg.client.get(&index_url)).await;
+    let index_digest = index_digest
+        .header("docker-content-digest")
+        .expect("digest")
+        .to_owned();
+    let index_url = reg.url(&format!("/v2/man/index/manifests/{index_digest}"));
+    assert_eq!(send(reg.client.delete(&index_url)).await.status, 202);
+    assert_eq!(send(reg.client.delete(&url)).await.status, 202);
 }
 
 #[tokio::test]
@@ -445,18 +463,69 @@ async fn delete_of_an_unknown_manifest_is_404() {
     }
 }
 
+/// The conformance suite's teardown (default order) deletes blobs before their manifests:
+/// `202`, and the image stays whole until its manifest goes, then the blob is gone.
 #[tokio::test]
-async fn blob_delete_is_refused_while_a_manifest_uses_it() {
+async fn blob_delete_while_a_manifest_uses_it_is_accepted_and_takes_effect_with_the_manifest() {
     let reg = Registry::start().await;
-    let image = reg.push_image("man/blobdel", "v1", &[500]).await;
-    let layer = &image.layers[0].0;
-    let url = reg.url(&format!("/v2/man/blobdel/blobs/{layer}"));
-    assert_error(&send(reg.client.delete(&url)).await, 409, "DENIED");
-    assert_eq!(send(reg.client.get(&url)).await.body, image.layers[0].1);
+    let image = reg.push_image("man/blobdel", "v1", &[500, 700]).await;
+    let config = reg.url(&format!("/v2/man/blobdel/blobs/{}", image.config.0));
+    let layer = reg.url(&format!("/v2/man/blobdel/blobs/{}", image.layers[0].0));
+    let other = reg.url(&format!("/v2/man/blobdel/blobs/{}", image.layers[1].0));
+    for url in [&config, &layer] {
+        let reply = send(reg.client.delete(url)).await;
+        assert_eq!(reply.status, 202, "{}", reply.text());
+    }
+    // The manifest still pulls, every blob included.
+    assert_eq!(send(reg.client.get(&layer)).await.body, image.layers[0].1);
+    assert_eq!(send(reg.client.head(&config)).await.status, 200);
     let manifest = reg.url(&format!("/v2/man/blobdel/manifests/{}", image.digest));
+    assert_eq!(send(reg.client.get(&manifest)).await.status, 200);
     assert_eq!(send(reg.client.delete(&manifest)).await.status, 202);
+    for url in [&config, &layer] {
+        assert_error(&send(reg.client.get(url)).await, 404, "BLOB_UNKNOWN");
+        assert_eq!(send(reg.client.head(url)).await.status, 404);
+        assert_error(&send(reg.client.delete(url)).await, 404, "BLOB_UNKNOWN");
+    }
+    // A blob nobody asked to delete stays for the collector, and deletes at once now.
+    assert_eq!(send(reg.client.head(&other)).await.status, 200);
+    assert_eq!(send(reg.client.delete(&other)).await.status, 202);
+    assert_error(&send(reg.client.get(&other)).await, 404, "BLOB_UNKNOWN");
+}
+
+/// With `OCI_DELETE_MANIFEST_BEFORE_BLOBS`, the suite's order: manifest, then blobs, each
+/// gone right after its `202`.
+#[tokio::test]
+async fn manifest_then_blob_deletes_take_effect_at_once() {
+    let reg = Registry::start().await;
+    let image = reg.push_image("man/mfirst", "v1", &[300]).await;
+    let manifest = reg.url(&format!("/v2/man/mfirst/manifests/{}", image.digest));
+    assert_eq!(send(reg.client.delete(&manifest)).await.status, 202);
+    assert_error(
+        &send(reg.client.get(&manifest)).await,
+        404,
+        "MANIFEST_UNKNOWN",
+    );
+    for digest in [&image.config.0, &image.layers[0].0] {
+        let url = reg.url(&format!("/v2/man/mfirst/blobs/{digest}"));
+        assert_eq!(send(reg.client.delete(&url)).await.status, 202);
+        assert_error(&send(reg.client.get(&url)).await, 404, "BLOB_UNKNOWN");
+    }
+}
+
+/// A blob re-uploaded after its `DELETE` was deferred is wanted again: it survives the
+/// manifest.
+#[tokio::test]
+async fn a_blob_pushed_again_after_a_deferred_delete_stays() {
+    let reg = Registry::start().await;
+    let image = reg.push_image("man/again", "v1", &[400]).await;
+    let (digest, bytes) = &image.layers[0];
+    let url = reg.url(&format!("/v2/man/again/blobs/{digest}"));
     assert_eq!(send(reg.client.delete(&url)).await.status, 202);
-    assert_error(&send(reg.client.get(&url)).await, 404, "BLOB_UNKNOWN");
+    assert_eq!(&reg.push_blob("man/again", bytes).await, digest);
+    let manifest = reg.url(&format!("/v2/man/again/manifests/{}", image.digest));
+    assert_eq!(send(reg.client.delete(&manifest)).await.status, 202);
+    assert_eq!(send(reg.client.get(&url)).await.body, *bytes);
 }
 
 #[tokio::test]

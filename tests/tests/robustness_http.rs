@@ -311,3 +311,102 @@ async fn the_same_blob_uploaded_many_times_at_once_is_stored_once_intact() {
     }
     assert_intact(&mut reg, REPO, TAG, &image).await;
 }
+
+/// How a cut-off request ends: the client half-closes (and waits for an answer), or closes.
+#[derive(Debug, Clone, Copy)]
+enum Hangup {
+    HalfClose,
+    Close,
+}
+
+/// Sends a request whose body stops short of what its head declares, then hangs up; with a
+/// half-close, returns the status line the server answered (if any).
+async fn cut_off(reg: &Registry, request: &[u8], hangup: Hangup) -> Option<String> {
+    let mut stream = raw_connect(reg).await;
+    stream.write_all(request).await.expect("write request");
+    stream.flush().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    match hangup {
+        Hangup::Close => {
+            drop(stream);
+            None
+        }
+        Hangup::HalfClose => {
+            stream.shutdown().await.expect("half-close");
+            let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+            let answer = String::from_utf8_lossy(&answer);
+            Some(answer.lines().next().unwrap_or_default().to_owned())
+        }
+    }
+}
+
+/// A body that declares more than it sends (`Content-Length: 1 TiB`, or chunked without the
+/// last chunk) is a cut-off request, whatever its bytes hash to: a `PUT ?digest=`, a `PATCH`
+/// or a monolithic `POST ?digest=` commits nothing from it, and the session stays at its last
+/// good offset, ready to be finished properly.
+#[tokio::test]
+async fn a_body_shorter_than_declared_commits_nothing_even_when_it_hashes_to_the_digest() {
+    let (mut reg, image) = victim(&[]).await;
+    let first = pseudo_random_bytes(1000, 21);
+    let tail = pseudo_random_bytes(64, 22);
+    let whole = [first.as_slice(), tail.as_slice()].concat();
+    let digest = sha256_digest(&whole);
+    let lone_digest = sha256_digest(&tail);
+    let blob_url = |digest: &str| reg.url(&format!("/v2/{REPO}/blobs/{digest}"));
+    let chunked = {
+        let mut body = format!("{:x}\r\n", tail.len()).into_bytes();
+        body.extend_from_slice(&tail);
+        body.extend_from_slice(b"\r\n");
+        body
+    };
+    let framings: [(&str, (&str, &str)); 2] = [
+        ("length", ("Content-Length", "1099511627776")),
+        ("chunked", ("Transfer-Encoding", "chunked")),
+    ];
+    for hangup in [Hangup::HalfClose, Hangup::Close] {
+        for (framing, header) in framings {
+            let body: &[u8] = if framing == "chunked" {
+                &chunked
+            } else {
+                &tail
+            };
+            let headers = [("Content-Type", "application/octet-stream"), header];
+            let case = format!("{framing}, {hangup:?}");
+            let location = start_upload(&reg, REPO).await;
+            assert_eq!(patch_chunk(&reg, &location, 0, &first).await.status, 202);
+            let put = with_query(&path_of(&location), &format!("digest={digest}"));
+            let patch = path_of(&location);
+            let post = format!("/v2/{REPO}/blobs/uploads/?digest={lone_digest}");
+            for (method, target, created) in [
+                ("PUT", put.as_str(), digest.as_str()),
+                ("PATCH", patch.as_str(), digest.as_str()),
+                ("POST", post.as_str(), lone_digest.as_str()),
+            ] {
+                let mut request = raw_request(&reg, method, target, &headers, None);
+                request.extend_from_slice(body);
+                if let Some(status) = cut_off(&reg, &request, hangup).await {
+                    assert!(
+                        status.is_empty() || status.contains(" 4"),
+                        "{method} {case}: answered {status:?}"
+                    );
+                }
+                let head = send(reg.client.head(blob_url(created))).await;
+                assert_eq!(
+                    head.status, 404,
+                    "{method} {case}: a cut-off body created the blob"
+                );
+                assert_eq!(
+                    settled_progress(&reg, &location).await,
+                    1000,
+                    "{method} {case}: the session moved"
+                );
+            }
+            let reply = finish_upload(&reg, &location, &digest, &tail).await;
+            assert_eq!(reply.status, 201, "{case}: {}", reply.text());
+            assert_eq!(send(reg.client.get(blob_url(&digest))).await.body, whole);
+            let reply = send(reg.client.delete(blob_url(&digest))).await;
+            assert_eq!(reply.status, 202, "{case}");
+        }
+    }
+    assert_intact(&mut reg, REPO, TAG, &image).await;
+}

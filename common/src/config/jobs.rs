@@ -7,7 +7,8 @@ use super::{ConfigError, Vars};
 /// Settings of the jobs.
 #[derive(Debug, Clone, Deserialize)]
 pub struct JobsConfig {
-    /// `GC_GRACE_SECS`: blobs and links younger than this are never collected.
+    /// `GC_GRACE_SECS`: blobs younger than this, and links used more recently than this (see
+    /// the GC protocol in `registry_jobs`), are never collected.
     #[serde(default = "default_day")]
     pub gc_grace_secs: u64,
     /// `UPLOAD_MAX_AGE_SECS`: upload sessions untouched for this long are abandoned.

@@ -1,21 +1,29 @@
 //! Typed extractors for what follows the repository name in a path: a blob's digest, a
 //! manifest's reference, an upload's id. Each parses once, and its rejection is the spec's
-//! error for that part (`DIGEST_INVALID`, `TAG_INVALID`, `BLOB_UPLOAD_UNKNOWN`), so handlers
-//! never hold a `Path<String>`. (The repository itself is [`Repo`](super::Repo).)
+//! error for that part (`DIGEST_INVALID`, `BLOB_UPLOAD_UNKNOWN`; for references see
+//! [`ReferencePath`] and [`PushReferencePath`]), so handlers never hold a `Path<String>`.
+//! (The repository itself is [`Repo`](super::Repo).)
 
 use axum::extract::{FromRequestParts, Path};
 use http::request::Parts;
 
 use super::oci_error::RegistryError;
-use crate::oci::{Digest, DigestError, Reference, TagError, UploadId, UploadIdError};
+use crate::oci::{Digest, DigestError, Reference, TagError, UploadId, UploadIdError, truncate};
 
 /// `{digest}` of `/blobs/<digest>` and `/referrers/<digest>`.
 #[derive(Debug, Clone)]
 pub struct DigestPath(pub Digest);
 
-/// `{reference}` of `/manifests/<reference>`: a tag or a digest.
+/// `{reference}` of `/manifests/<reference>` to look up (`GET`, `HEAD`, `DELETE`): a tag or a
+/// digest. One that cannot name a manifest names none, so it is `404 MANIFEST_UNKNOWN` like
+/// any reference the repository lacks (the conformance suite checks it).
 #[derive(Debug, Clone)]
 pub struct ReferencePath(pub Reference);
+
+/// `{reference}` of `PUT /manifests/<reference>`, which would create the tag: an invalid one
+/// is `400 TAG_INVALID` (or `DIGEST_INVALID`).
+#[derive(Debug, Clone)]
+pub struct PushReferencePath(pub Reference);
 
 /// `{id}` of `/blobs/uploads/<id>`.
 #[derive(Debug, Clone)]
@@ -45,10 +53,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ReferencePath {
     type Rejection = RegistryError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = raw(parts, state).await.unwrap_or_default();
+        Reference::parse(&raw)
+            .map(ReferencePath)
+            .map_err(|_| RegistryError::manifest_unknown(&truncate(&raw, 200)))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PushReferencePath {
+    type Rejection = RegistryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let raw = raw(parts, state)
             .await
             .ok_or(TagError { tag: String::new() })?;
-        Ok(ReferencePath(Reference::parse(&raw)?))
+        Ok(PushReferencePath(Reference::parse(&raw)?))
     }
 }
 

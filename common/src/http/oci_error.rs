@@ -266,11 +266,6 @@ impl From<BlobError> for RegistryError {
                 RegistryError::new(OciCode::RangeInvalid, "requested range not satisfiable")
                     .with_header(http::header::CONTENT_RANGE, format!("bytes */{size}"))
             }
-            BlobError::InUse => RegistryError::new(
-                OciCode::Denied,
-                "blob is referenced by a manifest of this repository; delete the manifest first",
-            )
-            .with_status(StatusCode::CONFLICT),
             BlobError::Metadata(e) => e.into(),
             BlobError::Storage(e) => e.into(),
         }
@@ -355,8 +350,10 @@ impl From<ManifestError> for RegistryError {
             }
             ManifestError::Unknown { reference } => RegistryError::manifest_unknown(&reference),
             ManifestError::NameUnknown { name } => RegistryError::name_unknown(&name),
+            // A state conflict, not an access error: `DENIED` would send the user to check
+            // their rights.
             ManifestError::InUse => RegistryError::new(
-                OciCode::Denied,
+                OciCode::Unsupported,
                 "manifest is listed by an index of this repository; delete the index first",
             )
             .with_status(StatusCode::CONFLICT),

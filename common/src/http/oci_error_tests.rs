@@ -115,16 +115,6 @@ async fn every_domain_error_maps_to_its_oci_answer() {
             body("RANGE_INVALID", "requested range not satisfiable", None),
         ),
         (
-            BlobError::InUse.into(),
-            StatusCode::CONFLICT,
-            vec![],
-            body(
-                "DENIED",
-                "blob is referenced by a manifest of this repository; delete the manifest first",
-                None,
-            ),
-        ),
-        (
             BlobError::Metadata(internal()).into(),
             StatusCode::INTERNAL_SERVER_ERROR,
             vec![],
@@ -303,7 +293,7 @@ async fn every_domain_error_maps_to_its_oci_answer() {
             StatusCode::CONFLICT,
             vec![],
             body(
-                "DENIED",
+                "UNSUPPORTED",
                 "manifest is listed by an index of this repository; delete the index first",
                 None,
             ),

@@ -86,9 +86,13 @@ impl BlobLock {
         .execute(&mut *self.tx)
         .await
         .map_err(MetadataError::query("insert blob"))?;
+        // An upload is a use of the link, and asks for it anew: a pending unlink request
+        // (see `Metadata::unlink_blob`) no longer holds.
         sqlx::query(
-            "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (repository_id, digest) DO NOTHING",
+            "INSERT INTO repository_blobs (repository_id, digest, created_at, used_at) \
+             VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (repository_id, digest) DO UPDATE \
+             SET used_at = excluded.used_at, unlink_requested_at = NULL",
         )
         .bind(repository_id)
         .bind(&self.digest)

@@ -43,7 +43,9 @@ pub enum Indexed {
 }
 
 impl Metadata {
-    /// Links created at or before `cutoff` that no manifest references, after `after`.
+    /// Links that no manifest references, last used at or before `cutoff` or marked for
+    /// removal by a blob `DELETE` (whatever their age: the client was answered `202`), after
+    /// `after`.
     pub async fn unreferenced_links(
         &self,
         cutoff: i64,
@@ -54,7 +56,7 @@ impl Metadata {
             after.map_or((-1, ""), |l| (l.repository_id, l.digest.as_str()));
         let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT l.repository_id, l.digest FROM repository_blobs l \
-             WHERE l.created_at <= $1 \
+             WHERE (l.used_at <= $1 OR l.unlink_requested_at IS NOT NULL) \
              AND (l.repository_id > $2 OR (l.repository_id = $2 AND l.digest > $3)) \
              AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb \
                  WHERE mb.repository_id = l.repository_id AND mb.blob_digest = l.digest) \
@@ -76,15 +78,17 @@ impl Metadata {
             .collect())
     }
 
-    /// Deletes a link if it is still old and unreferenced; a manifest that references it
-    /// meanwhile makes the foreign key refuse, which counts as "kept".
+    /// Deletes a link if it is still unreferenced and unused since `cutoff` (or marked); a
+    /// manifest that references it meanwhile makes the foreign key refuse, which counts as
+    /// "kept". A read or a manifest delete that refreshed `used_at` meanwhile keeps it too.
     pub async fn delete_link_if_unreferenced(
         &self,
         link: &LinkRef,
         cutoff: i64,
     ) -> Result<bool, MetadataError> {
         let result = sqlx::query(
-            "DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2 AND created_at <= $3 \
+            "DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2 \
+             AND (used_at <= $3 OR unlink_requested_at IS NOT NULL) \
              AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb \
                  WHERE mb.repository_id = $1 AND mb.blob_digest = $2)",
         )

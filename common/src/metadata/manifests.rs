@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::{
-    Deletion, Metadata, MetadataError, from_db_size, is_foreign_key_violation, now_millis,
+    Deletion, Engine, Metadata, MetadataError, from_db_size, is_foreign_key_violation, now_millis,
 };
 use super::{repositories, to_db_size};
 use crate::oci::{Descriptor, Digest, MediaType, ParsedManifest, RepositoryName, Tag};
@@ -165,24 +165,93 @@ impl Metadata {
     }
 
     /// Deletes a manifest, its tags and its reference rows.
+    ///
+    /// The links of its blobs are locked first and their `used_at` set (a link that no
+    /// manifest references any more is kept a grace period from now: a client may have
+    /// just seen it). After the commit, links of the repository that a blob `DELETE` marked
+    /// and that nothing references any more go; the lock makes a concurrent blob `DELETE`
+    /// either see this manifest gone or be seen by this clean-up (see
+    /// `Metadata::unlink_blob`).
     pub async fn delete_manifest(
         &self,
         name: &RepositoryName,
         digest: &Digest,
     ) -> Result<Deletion, MetadataError> {
-        let result = sqlx::query(
-            "DELETE FROM manifests WHERE digest = $1 \
-             AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
+        let Some(repository_id) = self.repository_id(name).await? else {
+            return Ok(Deletion::NotFound);
+        };
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(MetadataError::query("begin manifest delete"))?;
+        if self.engine == Engine::Postgres {
+            // In digest order, so that two deletes of manifests sharing layers cannot
+            // deadlock. (SQLite's write lock, taken by the next statement, serializes them.)
+            sqlx::query(
+                "SELECT l.digest FROM repository_blobs l WHERE l.repository_id = $1 \
+                 AND l.digest IN (SELECT mb.blob_digest FROM manifest_blobs mb \
+                     WHERE mb.repository_id = $1 AND mb.manifest_digest = $2) \
+                 ORDER BY l.digest FOR NO KEY UPDATE",
+            )
+            .bind(repository_id)
+            .bind(digest.to_string())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(MetadataError::query("lock manifest blob links"))?;
+        }
+        sqlx::query(
+            "UPDATE repository_blobs SET used_at = $1 WHERE repository_id = $2 \
+             AND digest IN (SELECT mb.blob_digest FROM manifest_blobs mb \
+                 WHERE mb.repository_id = $2 AND mb.manifest_digest = $3)",
         )
+        .bind(now_millis())
+        .bind(repository_id)
         .bind(digest.to_string())
-        .bind(name.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(MetadataError::query("touch manifest blob links"))?;
+        let result = sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
+            .bind(repository_id)
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await;
+        let deletion = match result {
+            Ok(done) if done.rows_affected() > 0 => Deletion::Removed,
+            Ok(_) => Deletion::NotFound,
+            Err(e) if is_foreign_key_violation(&e) => Deletion::InUse,
+            Err(e) => return Err(MetadataError::query("delete manifest")(e)),
+        };
+        if deletion != Deletion::Removed {
+            return Ok(deletion);
+        }
+        tx.commit()
+            .await
+            .map_err(MetadataError::query("commit manifest delete"))?;
+        self.delete_marked_links(repository_id).await?;
+        Ok(Deletion::Removed)
+    }
+
+    /// Deletes the repository's links that a blob `DELETE` marked and that no manifest
+    /// references any more. A manifest that references one meanwhile keeps it (the foreign
+    /// key refuses the delete; the collector tries again).
+    pub(crate) async fn delete_marked_links(
+        &self,
+        repository_id: i64,
+    ) -> Result<u64, MetadataError> {
+        let result = sqlx::query(
+            "DELETE FROM repository_blobs WHERE repository_id = $1 \
+             AND unlink_requested_at IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb \
+                 WHERE mb.repository_id = $1 AND mb.blob_digest = repository_blobs.digest)",
+        )
+        .bind(repository_id)
         .execute(&self.write)
         .await;
         match result {
-            Ok(done) if done.rows_affected() > 0 => Ok(Deletion::Removed),
-            Ok(_) => Ok(Deletion::NotFound),
-            Err(e) if is_foreign_key_violation(&e) => Ok(Deletion::InUse),
-            Err(e) => Err(MetadataError::query("delete manifest")(e)),
+            Ok(done) => Ok(done.rows_affected()),
+            Err(e) if is_foreign_key_violation(&e) => Ok(0),
+            Err(e) => Err(MetadataError::query("delete marked blob links")(e)),
         }
     }
 

@@ -23,7 +23,7 @@ use sqlx::{AnyPool, Executor};
 use crate::config::DbConfig;
 
 pub use blob_lock::BlobLock;
-pub use blobs::Deletion;
+pub use blobs::{Deletion, LINK_USE_REFRESH};
 pub use maintenance::{Indexed, LinkRef, ManifestRow, StaleUpload, cutoff};
 pub use management::{ManifestSummaryRow, RepositoryRow, TagRow, UploadParts};
 pub use manifests::{ManifestPut, NewManifest, ReferrerRow, StoredManifest};
@@ -222,7 +222,7 @@ pub const HOT_QUERIES: [HotQuery; 11] = [
     HotQuery {
         name: "blob link",
         sql: blobs::LINKED_BLOB,
-        params: "tt",
+        params: "tti",
     },
     HotQuery {
         name: "tags page",

@@ -25,9 +25,6 @@ pub enum BlobError {
     /// The requested range starts at or past the end of a blob of `size` bytes.
     #[error("range not satisfiable for a blob of {size} bytes")]
     RangeUnsatisfiable { size: u64 },
-    /// A manifest of the repository references the blob.
-    #[error("blob is referenced by a manifest of the repository")]
-    InUse,
     #[error(transparent)]
     Metadata(#[from] MetadataError),
     #[error(transparent)]
@@ -138,14 +135,16 @@ impl BlobService {
         }
     }
 
-    /// Removes the blob from the repository (its bytes go with garbage collection).
+    /// Removes the blob from the repository (its bytes go with garbage collection). While
+    /// manifests of the repository reference it, it stays readable for them and goes with
+    /// the last of them (see `Metadata::unlink_blob`).
     pub async fn delete(&self, name: &RepositoryName, digest: &Digest) -> Result<(), BlobError> {
         match self.metadata.unlink_blob(name, digest).await? {
-            Deletion::Removed => Ok(()),
+            // (A link in use is `Marked`; `InUse` is the manifests' outcome.)
+            Deletion::Removed | Deletion::Marked | Deletion::InUse => Ok(()),
             Deletion::NotFound => Err(BlobError::Unknown {
                 digest: digest.clone(),
             }),
-            Deletion::InUse => Err(BlobError::InUse),
         }
     }
 }

@@ -228,7 +228,7 @@ impl ManagementService {
             .delete_manifest(repository.name(), digest)
             .await?
         {
-            Deletion::Removed => Ok(()),
+            Deletion::Removed | Deletion::Marked => Ok(()),
             Deletion::NotFound => Err(ManagementError::ManifestNotFound),
             Deletion::InUse => Err(ManagementError::ManifestInUse),
         }

@@ -141,7 +141,7 @@ impl ManifestService {
                 false => Err(unknown(reference)),
             },
             Reference::Digest(digest) => match self.metadata.delete_manifest(name, digest).await? {
-                Deletion::Removed => Ok(()),
+                Deletion::Removed | Deletion::Marked => Ok(()),
                 Deletion::NotFound => Err(unknown(reference)),
                 Deletion::InUse => Err(ManifestError::InUse),
             },

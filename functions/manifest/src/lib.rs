@@ -19,8 +19,8 @@ use registry_common::auth::Caller;
 use registry_common::http::RegistryError;
 use registry_common::http::headers::DOCKER_CONTENT_DIGEST;
 use registry_common::http::{
-    DigestPath, Endpoint, ReferencePath, Repo, TOKEN_PATH, content_type, read_limited,
-    token_endpoint,
+    DigestPath, Endpoint, PushReferencePath, ReferencePath, Repo, TOKEN_PATH, content_type,
+    read_limited, token_endpoint,
 };
 use registry_common::metadata::StoredManifest;
 use registry_common::oci::manifest::OCI_INDEX;
@@ -98,7 +98,7 @@ async fn head_manifest(
 async fn put_manifest(
     State(state): State<AppState>,
     Repo(name): Repo,
-    ReferencePath(reference): ReferencePath,
+    PushReferencePath(reference): PushReferencePath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RegistryError> {

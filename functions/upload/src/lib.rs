@@ -1,12 +1,12 @@
 //! The `upload` service: `POST`/`PATCH`/`PUT`/`GET`/`DELETE` of blob upload sessions, and
 //! cross-repository mounts. Handlers parse, call the upload service and answer.
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use http::StatusCode;
 use http::header::{CONTENT_LENGTH, HeaderMap, LOCATION, RANGE};
 use registry_common::auth::{Action, Caller};
