@@ -15,6 +15,8 @@ pub enum Backend {
     Fs,
     /// A Google Cloud Storage bucket.
     Gcs,
+    /// An S3-compatible bucket (AWS S3, Cloudflare R2, MinIO): the `registry-s3` crate.
+    S3,
 }
 
 #[derive(Debug, Deserialize)]
@@ -24,7 +26,7 @@ struct BackendVar {
 }
 
 impl Backend {
-    /// `STORAGE_BACKEND`: `fs` (default) or `gcs`.
+    /// `STORAGE_BACKEND`: `fs` (default), `gcs` or `s3`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(std::env::vars())
     }
@@ -32,7 +34,9 @@ impl Backend {
     fn from_vars(vars: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         envy::from_iter::<_, BackendVar>(vars)
             .map(|v| v.storage_backend)
-            .map_err(|e| ConfigError::Invalid(format!("STORAGE_BACKEND: {e} (expected fs or gcs)")))
+            .map_err(|e| {
+                ConfigError::Invalid(format!("STORAGE_BACKEND: {e} (expected fs, gcs or s3)"))
+            })
     }
 }
 
@@ -198,7 +202,11 @@ mod tests {
             Backend::from_vars(vars(&[("STORAGE_BACKEND", "gcs")])).unwrap(),
             Backend::Gcs
         );
-        let error = Backend::from_vars(vars(&[("STORAGE_BACKEND", "s3")])).unwrap_err();
+        assert_eq!(
+            Backend::from_vars(vars(&[("STORAGE_BACKEND", "s3")])).unwrap(),
+            Backend::S3
+        );
+        let error = Backend::from_vars(vars(&[("STORAGE_BACKEND", "ftp")])).unwrap_err();
         assert!(error.to_string().contains("STORAGE_BACKEND"), "{error}");
     }
 

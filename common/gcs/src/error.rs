@@ -105,4 +105,7 @@ pub enum OpenError {
     },
     #[error("building the JSON API HTTP client")]
     Http(#[source] reqwest_gcs::Error),
+    /// `STORAGE_BACKEND=s3`: the S3 backend's own start-up error.
+    #[error(transparent)]
+    S3(#[from] registry_s3::OpenError),
 }

@@ -3,7 +3,7 @@
 //!
 //! Kept in its own crate because google-cloud-storage is slow to compile: only this crate
 //! and the binaries that link it pay for it. The binaries choose the backend at start-up with
-//! [`storage_from_env`] (`STORAGE_BACKEND=fs|gcs`) and hand it to
+//! [`storage_from_env`] (`STORAGE_BACKEND=fs|gcs|s3`) and hand it to
 //! `registry_common::bootstrap::open_state_with`.
 
 mod config;
@@ -25,12 +25,14 @@ pub use error::OpenError;
 pub use json_api::{ListPage, ObjectInfo};
 pub use storage::GcsStorage;
 
-/// The byte store `STORAGE_BACKEND` names: files under `DATA_DIR` (`fs`, the default), or the
-/// bucket of `BUCKET_NAME` (`gcs`).
+/// The byte store `STORAGE_BACKEND` names: files under `DATA_DIR` (`fs`, the default), the
+/// bucket of `BUCKET_NAME` (`gcs`), or the bucket of `S3_BUCKET` (`s3`, see `registry-s3`).
+/// The S3 dispatch sits here until configuration has one place that knows every backend.
 pub async fn storage_from_env(storage: &StorageConfig) -> Result<Arc<dyn Storage>, OpenError> {
     Ok(match Backend::from_env()? {
         Backend::Fs => Arc::new(FsStorage::new(&storage.data_dir)),
         Backend::Gcs => Arc::new(GcsStorage::from_env().await?),
+        Backend::S3 => Arc::new(registry_s3::S3Storage::from_env().await?),
     })
 }
 

@@ -140,7 +140,8 @@ pub fn run_with(service: Service, routes: Router<AppState>, plugins: Plugins) ->
 /// 2 for settings it cannot use (as for unparsable environment variables), 1 for the rest.
 fn exit_code(error: &ServiceError) -> ExitCode {
     match error {
-        ServiceError::Auth(_) => ExitCode::from(2),
+        // A byte store that cannot be opened is a setting (bucket, endpoint, credentials).
+        ServiceError::Auth(_) | ServiceError::Storage(_) => ExitCode::from(2),
         _ => ExitCode::FAILURE,
     }
 }
