@@ -9,7 +9,7 @@ use registry_common::storage::StorageError;
 /// A failed S3 operation on one object (or prefix).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum S3Error {
-    #[error("object {object} not found")]
+    #[error("{object} not found")]
     NotFound { object: String },
     /// The service answered with an error (after the SDK's retries).
     #[error("{operation} {object}: HTTP {status} {code}: {message}")]

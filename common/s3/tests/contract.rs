@@ -34,7 +34,10 @@ async fn write_parts(
         let key = part(&upload, &format!("{:020}-p{i}", all.len()));
         // Sent in 64 KiB chunks, as a client's body arrives.
         let chunks = data.chunks(64 * KIB).map(Bytes::copy_from_slice).collect();
-        let written = storage.put_part(&key, &mut body(chunks)).await.unwrap();
+        let written = storage
+            .put_part(&key, &mut body(chunks))
+            .await
+            .expect("part");
         assert_eq!(written, size as u64);
         all.extend_from_slice(&data);
         keys.push(key);
@@ -54,7 +57,7 @@ async fn stored_part_sizes(storage: &registry_s3::S3Storage, blob: &BlobKey) -> 
         .part_number(1)
         .send()
         .await
-        .unwrap();
+        .expect("HeadObject of part 1");
     let count = first.parts_count().unwrap_or(0);
     let mut sizes = Vec::new();
     for number in 1..=count {
@@ -66,8 +69,8 @@ async fn stored_part_sizes(storage: &registry_s3::S3Storage, blob: &BlobKey) -> 
             .part_number(number)
             .send()
             .await
-            .unwrap();
-        sizes.push(head.content_length().unwrap() as u64);
+            .expect("HeadObject of a part");
+        sizes.push(head.content_length().expect("length") as u64);
     }
     sizes
 }

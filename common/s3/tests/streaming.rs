@@ -56,11 +56,11 @@ async fn read_back(
     storage: &registry_s3::S3Storage,
     blob: &BlobKey,
 ) -> (u64, registry_common::oci::Digest) {
-    let mut stream = storage.read(blob, None).await.unwrap();
+    let mut stream = storage.read(blob, None).await.expect("read");
     let mut hasher = DigestHasher::new(Algorithm::Sha256);
     let mut len = 0;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.unwrap();
+        let chunk = chunk.expect("chunk");
         len += chunk.len() as u64;
         hasher.update(&chunk);
     }
