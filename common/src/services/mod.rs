@@ -40,3 +40,28 @@ impl From<StorageError> for RegistryError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_store_is_a_retryable_503_and_other_failures_a_500() {
+        let unavailable = RegistryError::from(StorageError::Unavailable {
+            key: "blobs/x".into(),
+            source: std::io::Error::other("SlowDown"),
+        });
+        assert_eq!(unavailable.status, http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            unavailable
+                .headers
+                .iter()
+                .any(|(name, value)| name == http::header::RETRY_AFTER && value == "1")
+        );
+        let broken = RegistryError::from(StorageError::Io {
+            key: "blobs/x".into(),
+            source: std::io::Error::other("disk"),
+        });
+        assert_eq!(broken.status, http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}
