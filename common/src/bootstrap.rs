@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Authorizer;
-use crate::config::{GcsConfig, ServiceConfig, StorageBackend, StorageConfig};
+use crate::config::{GcsConfig, S3Config, ServiceConfig, StorageBackend, StorageConfig};
 use crate::metadata::{Metadata, MetadataError};
 use crate::state::AppState;
 use crate::storage::{FsStorage, Storage};
@@ -23,18 +23,27 @@ pub type OpenedStorage<'a> =
     Pin<Box<dyn Future<Output = Result<Arc<dyn Storage>, PluginError>> + Send + 'a>>;
 /// Opens a bucket from its settings (`registry_gcs::open_storage`).
 pub type GcsOpener = for<'a> fn(&'a GcsConfig) -> OpenedStorage<'a>;
+/// Opens an S3-compatible bucket from its settings (`registry_s3::open_storage`).
+pub type S3Opener = for<'a> fn(&'a S3Config) -> OpenedStorage<'a>;
 
 /// The byte stores a binary can open besides the filesystem: one opener per backend crate it
 /// links. One that is missing makes its `STORAGE_BACKEND` a start-up error.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StorageBackends {
     gcs: Option<GcsOpener>,
+    s3: Option<S3Opener>,
 }
 
 impl StorageBackends {
     /// With Google Cloud Storage (`STORAGE_BACKEND=gcs`).
     pub fn with_gcs(mut self, open: GcsOpener) -> Self {
         self.gcs = Some(open);
+        self
+    }
+
+    /// With S3-compatible storage (`STORAGE_BACKEND=s3`).
+    pub fn with_s3(mut self, open: S3Opener) -> Self {
+        self.s3 = Some(open);
         self
     }
 }
@@ -73,6 +82,12 @@ pub async fn open_storage(
                 .gcs
                 .ok_or(BootstrapError::BackendMissing(backend))?;
             open(gcs)
+                .await
+                .map_err(|source| BootstrapError::Storage { backend, source })
+        }
+        StorageBackend::S3(s3) => {
+            let open = backends.s3.ok_or(BootstrapError::BackendMissing(backend))?;
+            open(s3)
                 .await
                 .map_err(|source| BootstrapError::Storage { backend, source })
         }

@@ -62,7 +62,9 @@ async fn run(
     // `migrate` is the job that migrates; the others never change the schema.
     db.db_migrate_on_start = false;
     let metadata = Metadata::connect(&config.database_url(), &db).await?;
-    let backends = StorageBackends::default().with_gcs(registry_gcs::open_storage);
+    let backends = StorageBackends::default()
+        .with_gcs(registry_gcs::open_storage)
+        .with_s3(registry_s3::open_storage);
     let ctx = JobContext {
         metadata: metadata.clone(),
         storage: open_storage(&config.storage, &backends).await?,

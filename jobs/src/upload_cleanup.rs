@@ -1,5 +1,6 @@
 //! `upload-cleanup`: upload sessions untouched for `UPLOAD_MAX_AGE_SECS`, and their parts;
-//! then parts in storage whose session is gone (a crash between the two).
+//! then parts in storage whose session is gone (a crash between the two), and writes a
+//! crashed request left unfinished in storage (S3 multipart uploads).
 
 use std::time::{Duration, SystemTime};
 
@@ -72,6 +73,10 @@ pub(crate) async fn run(ctx: &JobContext, report: &mut JobReport) -> Result<(), 
             },
             Err(e) => report.failed(&upload.upload.to_string(), &e),
         }
+    }
+    match ctx.storage.abort_abandoned_writes(older_than).await {
+        Ok(aborted) => report.changed += aborted,
+        Err(e) => report.failed("unfinished writes", &e),
     }
     Ok(())
 }

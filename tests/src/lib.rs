@@ -52,13 +52,20 @@ fn services_topology() -> bool {
 }
 
 /// With `TEST_STORAGE=gcs`, the settings that put a registry's bytes in the GCS emulator at
-/// `GCS_TEST_ENDPOINT` (bucket `GCS_TEST_BUCKET`, default `registry-test`), under a prefix of
-/// its own so that registries never see (or collect) each other's objects. Downloads stream
-/// through: the suites check bytes, not redirects (the GCS crate's tests cover signed URLs).
+/// `GCS_TEST_ENDPOINT` (bucket `GCS_TEST_BUCKET`, default `registry-test`); with
+/// `TEST_STORAGE=s3`, in the S3 server at `S3_TEST_ENDPOINT` (bucket `S3_TEST_BUCKET`, default
+/// `registry-test`; scripts/s3-server.sh). Each registry writes under a prefix of its own so
+/// that registries never see (or collect) each other's objects. See [`redirected_downloads`]
+/// for whether blob downloads redirect to the store.
 fn storage_env() -> Vec<(String, String)> {
-    if std::env::var("TEST_STORAGE").as_deref() != Ok("gcs") {
-        return Vec::new();
+    match std::env::var("TEST_STORAGE").as_deref() {
+        Ok("gcs") => gcs_env(),
+        Ok("s3") => s3_env(),
+        _ => Vec::new(),
     }
+}
+
+fn gcs_env() -> Vec<(String, String)> {
     let endpoint = std::env::var("GCS_TEST_ENDPOINT")
         .expect("TEST_STORAGE=gcs needs GCS_TEST_ENDPOINT (scripts/gcs-emulator.sh start)");
     let bucket = std::env::var("GCS_TEST_BUCKET").unwrap_or_else(|_| "registry-test".to_owned());
@@ -69,22 +76,50 @@ fn storage_env() -> Vec<(String, String)> {
         ("GCS_ENDPOINT", endpoint),
         ("GCS_ANONYMOUS", "true".to_owned()),
         ("GCS_PREFIX", prefix),
-        ("GCS_REDIRECT_DOWNLOADS", gcs_redirects().to_string()),
+        ("GCS_REDIRECT_DOWNLOADS", redirected_downloads().to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    if gcs_redirects() {
+    if redirected_downloads() {
         env.push(("GCS_SIGNING_KEY_FILE".to_owned(), signing_key_file()));
     }
     env
 }
 
-/// `TEST_GCS_REDIRECTS=on` (with `TEST_STORAGE=gcs`): blob downloads answer 307 to V4 signed
-/// URLs of the emulator, signed with a service-account key made for the run.
-pub fn gcs_redirects() -> bool {
-    std::env::var("TEST_STORAGE").as_deref() == Ok("gcs")
-        && std::env::var("TEST_GCS_REDIRECTS").as_deref() == Ok("on")
+/// The S3 server takes any key pair (it does not check signatures); the SDK reads these from
+/// the environment, as it would real keys.
+fn s3_env() -> Vec<(String, String)> {
+    let endpoint = std::env::var("S3_TEST_ENDPOINT")
+        .expect("TEST_STORAGE=s3 needs S3_TEST_ENDPOINT (scripts/s3-server.sh start)");
+    let bucket = std::env::var("S3_TEST_BUCKET").unwrap_or_else(|_| "registry-test".to_owned());
+    let prefix = format!("test-{}/", database::unique_suffix());
+    [
+        ("STORAGE_BACKEND", "s3".to_owned()),
+        ("S3_BUCKET", bucket),
+        ("S3_ENDPOINT", endpoint),
+        ("S3_REGION", "us-east-1".to_owned()),
+        ("S3_FORCE_PATH_STYLE", "true".to_owned()),
+        ("S3_PREFIX", prefix),
+        ("S3_REDIRECT_DOWNLOADS", redirected_downloads().to_string()),
+        ("AWS_ACCESS_KEY_ID", "registry-test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "registry-test-secret".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Whether blob downloads answer 307 to the store: with `TEST_STORAGE=gcs`, when
+/// `TEST_GCS_REDIRECTS=on` (V4 signed URLs of the emulator, signed with a service-account key
+/// made for the run); with `TEST_STORAGE=s3`, unless `TEST_S3_REDIRECTS=off` (presigned URLs,
+/// on as in the backend's default).
+pub fn redirected_downloads() -> bool {
+    match std::env::var("TEST_STORAGE").as_deref() {
+        Ok("gcs") => std::env::var("TEST_GCS_REDIRECTS").as_deref() == Ok("on"),
+        Ok("s3") => std::env::var("TEST_S3_REDIRECTS").as_deref() != Ok("off"),
+        _ => false,
+    }
 }
 
 /// A service-account JSON key with a fresh RSA key (by `openssl`), made once per test process.
@@ -193,7 +228,7 @@ impl Registry {
         };
         let client = reqwest::Client::builder()
             // With redirected downloads a client follows the 307 to storage, as docker does.
-            .redirect(if gcs_redirects() {
+            .redirect(if redirected_downloads() {
                 reqwest::redirect::Policy::limited(3)
             } else {
                 reqwest::redirect::Policy::none()

@@ -89,7 +89,7 @@ async fn get_blob_returns_its_bytes_and_headers() {
     assert_eq!(reply.body, bytes);
     assert_eq!(sha256_digest(&reply.body), digest);
     assert_eq!(reply.header("content-length"), Some("300000"));
-    if registry_tests::gcs_redirects() {
+    if registry_tests::redirected_downloads() {
         // The bytes came from storage through a 307, which carries the registry's headers.
         let redirect = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

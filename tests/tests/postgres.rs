@@ -90,6 +90,52 @@ async fn an_upload_started_on_one_instance_continues_on_another() {
     }
 }
 
+/// Chunks of 1 KiB, 3 MiB and 7 MiB, alternating between the instances: on S3, the parts
+/// straddle the backend's 8 MiB part boundaries every way (inside one chunk, across several).
+#[tokio::test]
+async fn mixed_chunk_sizes_alternating_between_instances_make_one_blob() {
+    let (a, b, _db) = two_instances().await;
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * 1024;
+    let sizes = [KIB, 3 * MIB, 7 * MIB, KIB, 7 * MIB, 3 * MIB, KIB, 7 * MIB];
+    let blob = pseudo_random_bytes(sizes.iter().sum(), 77);
+    let digest = sha256_digest(&blob);
+
+    let location = open_session(&a, "team/mixed").await;
+    let mut offset = 0;
+    for (i, size) in sizes.iter().enumerate() {
+        let via = if i % 2 == 0 { &b } else { &a };
+        let resp = patch(via, &location, offset, &blob[offset..offset + size]).await;
+        assert_eq!(resp.status(), 202, "chunk {i}");
+        offset += size;
+        assert_eq!(
+            resp.headers()["range"],
+            format!("0-{}", offset - 1).as_str()
+        );
+    }
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let put = a
+        .client
+        .put(a.url(&format!("{location}{sep}digest={digest}")))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(put.status(), 201, "{:?}", put.text().await);
+
+    for reg in [&a, &b] {
+        let got = reg
+            .client
+            .get(reg.url(&format!("/v2/team/mixed/blobs/{digest}")))
+            .send()
+            .await
+            .expect("GET blob");
+        assert_eq!(got.status(), 200);
+        let body = got.bytes().await.expect("body");
+        assert_eq!(body.len(), blob.len());
+        assert_eq!(sha256_digest(&body), digest);
+    }
+}
+
 #[tokio::test]
 async fn images_pushed_on_one_instance_pull_from_the_other() {
     let (a, b, _db) = two_instances().await;

@@ -150,7 +150,7 @@ async fn pull(skopeo: &Skopeo, reg: &Registry, src: &str, dst: &std::path::Path,
             ],
         )
         .await;
-    if registry_tests::gcs_redirects() {
+    if registry_tests::redirected_downloads() {
         // Blobs came through the storage's signed URLs, not through the registry.
         assert!(
             reg.log().contains("status=307"),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, Vars};
+use super::{ConfigError, S3Config, Vars};
 
 /// `DATA_DIR` and the byte store.
 #[derive(Debug, Clone)]
@@ -28,6 +28,8 @@ pub enum StorageBackend {
     Filesystem,
     /// `gcs`: a Google Cloud Storage bucket.
     Gcs(GcsConfig),
+    /// `s3`: an S3-compatible bucket (AWS S3, Cloudflare R2, MinIO).
+    S3(S3Config),
 }
 
 impl StorageBackend {
@@ -36,6 +38,7 @@ impl StorageBackend {
         match self {
             StorageBackend::Filesystem => "fs",
             StorageBackend::Gcs(_) => "gcs",
+            StorageBackend::S3(_) => "s3",
         }
     }
 }
@@ -59,9 +62,10 @@ impl StorageConfig {
         let backend = match raw.storage_backend.as_deref().unwrap_or("fs") {
             "fs" => StorageBackend::Filesystem,
             "gcs" => StorageBackend::Gcs(GcsConfig::from_vars(vars)?),
+            "s3" => StorageBackend::S3(S3Config::from_vars(vars)?),
             other => {
                 return Err(ConfigError::Invalid(format!(
-                    "STORAGE_BACKEND={other:?}: expected fs or gcs"
+                    "STORAGE_BACKEND={other:?}: expected fs, gcs or s3"
                 )));
             }
         };

@@ -254,7 +254,16 @@ impl From<MetadataError> for RegistryError {
 
 impl From<StorageError> for RegistryError {
     fn from(error: StorageError) -> Self {
-        RegistryError::internal(&error)
+        match &error {
+            // Retryable (the backend retried with backoff already): clients such as docker and
+            // containerd retry a 503 that says when.
+            StorageError::Unavailable { .. } => {
+                tracing::warn!(error = %crate::error::ErrorChain(&error), "storage unavailable");
+                RegistryError::new(OciCode::Unavailable, "storage unavailable; retry later")
+                    .with_header(http::header::RETRY_AFTER, "1")
+            }
+            _ => RegistryError::internal(&error),
+        }
     }
 }
 

@@ -313,3 +313,24 @@ async fn every_domain_error_maps_to_its_oci_answer() {
         assert_eq!(got_body, expected, "{what}");
     }
 }
+
+#[test]
+fn an_unavailable_store_is_a_retryable_503_and_other_failures_a_500() {
+    use crate::storage::StorageError;
+    let unavailable = RegistryError::from(StorageError::Unavailable {
+        key: "blobs/x".into(),
+        source: std::io::Error::other("SlowDown"),
+    });
+    assert_eq!(unavailable.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        unavailable
+            .headers
+            .iter()
+            .any(|(name, value)| name == http::header::RETRY_AFTER && value == "1")
+    );
+    let broken = RegistryError::from(StorageError::Io {
+        key: "blobs/x".into(),
+        source: std::io::Error::other("disk"),
+    });
+    assert_eq!(broken.status, StatusCode::INTERNAL_SERVER_ERROR);
+}

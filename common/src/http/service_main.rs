@@ -131,7 +131,11 @@ pub fn config_error(service: Service, error: &ConfigError) -> ExitCode {
 /// 2 for settings it cannot use (as for unparsable environment variables), 1 for the rest.
 fn exit_code(error: &ServiceError) -> ExitCode {
     match error {
-        ServiceError::Auth(_) => ExitCode::from(2),
+        // A byte store that cannot be opened is a setting (bucket, endpoint, credentials).
+        ServiceError::Auth(_)
+        | ServiceError::Bootstrap(
+            BootstrapError::Storage { .. } | BootstrapError::BackendMissing(_),
+        ) => ExitCode::from(2),
         _ => ExitCode::FAILURE,
     }
 }

@@ -1,6 +1,6 @@
 //! Byte storage behind one small trait, addressed by typed keys. Blobs are content-addressed
 //! and written once; uploads are written as parts that a finished upload assembles.
-//! Implementations: the local filesystem here; GCS in its own crate.
+//! Implementations: the local filesystem here; GCS and S3 in crates of their own.
 
 mod fs;
 
@@ -114,6 +114,14 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// The store is throttling or unreachable, still after the backend's own retries; the
+    /// request may succeed later (a `503` to the client, with `Retry-After`).
+    #[error("storage unavailable for {key}")]
+    Unavailable {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The backend cannot do this (e.g. list objects for garbage collection).
     #[error("storage backend does not support {0}")]
     Unsupported(&'static str),
@@ -198,5 +206,15 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Uploads that have parts in storage, for clean-up of abandoned ones.
     async fn list_uploads(&self) -> Result<Vec<StoredUpload>, StorageError> {
         Err(StorageError::Unsupported("listing uploads"))
+    }
+
+    /// Cancels writes a crashed request left unfinished and started before `older_than`
+    /// (S3: multipart uploads, billed yet invisible in listings); returns how many. Backends
+    /// whose unfinished writes leave nothing behind keep the default.
+    async fn abort_abandoned_writes(
+        &self,
+        _older_than: std::time::SystemTime,
+    ) -> Result<u64, StorageError> {
+        Ok(0)
     }
 }

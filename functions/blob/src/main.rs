@@ -10,7 +10,9 @@ fn main() -> std::process::ExitCode {
         ServiceConfig::from_env(),
         registry_blob::service_routes(),
         Plugins {
-            storage: StorageBackends::default().with_gcs(registry_gcs::open_storage),
+            storage: StorageBackends::default()
+                .with_gcs(registry_gcs::open_storage)
+                .with_s3(registry_s3::open_storage),
             on_start: None,
         },
     )

@@ -20,7 +20,9 @@ fn main() -> std::process::ExitCode {
         .merge(registry_upload::router())
         .merge(registry_api::router());
     let plugins = Plugins {
-        storage: StorageBackends::default().with_gcs(registry_gcs::open_storage),
+        storage: StorageBackends::default()
+            .with_gcs(registry_gcs::open_storage)
+            .with_s3(registry_s3::open_storage),
         on_start: Some(registry_jobs::timer::hook(config.jobs)),
     };
     service_main::run(service, Ok(config.service), routes, plugins)
