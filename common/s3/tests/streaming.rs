@@ -1,4 +1,4 @@
-//! Flat memory through S3: a 1 GiB blob, generated on the fly, is streamed as one request
+//! Flat memory through S3: a large blob (256 MiB by default), generated on the fly, is streamed as one request
 //! body into a part object (a multipart upload of 8 MiB parts), made into the blob
 //! server-side and streamed back out; a second blob of 1 MiB chunks is assembled through the
 //! buffered path. Digests are checked, and this process's peak resident memory (`VmHWM`)
