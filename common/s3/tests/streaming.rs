@@ -1,6 +1,6 @@
 //! Flat memory through S3: a large blob (256 MiB by default), generated on the fly, is
-//! streamed as one request body into a part object (a multipart upload of 8 MiB parts), made into the blob
-//! server-side and streamed back out; a second blob of 1 MiB chunks is assembled through the
+//! streamed as one request body into a part object (a multipart upload of 8 MiB parts), made
+//! into the blob server-side and streamed back out; a second blob of 1 MiB chunks is assembled through the
 //! buffered path. Digests are checked, and this process's peak resident memory (`VmHWM`)
 //! stays far below the blobs' sizes. Alone in its test binary, so that nothing else weighs on
 //! the peak.
