@@ -1,4 +1,9 @@
-//! `n`/`last` pagination of the tag list and the catalog, and its `Link` header.
+//! `n`/`last` pagination of the tag list and the catalog, and its `Link` header: the
+//! distribution API's grammar (`n` may be 0 and is capped, `last` is a raw tag or name), parsed
+//! here at the edge. It is not the management API's
+//! [`PageRequest`](registry_common::services::management_model::PageRequest) (an opaque cursor
+//! and a bounded limit); both answer with the one
+//! [`Page`](registry_common::services::Page).
 
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
@@ -12,9 +17,9 @@ pub struct PageQuery {
     last: Option<String>,
 }
 
-/// A validated page request.
+/// A validated `n`/`last` request.
 #[derive(Debug)]
-pub struct PageRequest {
+pub struct NLast {
     pub n: u32,
     pub last: Option<String>,
 }
@@ -25,7 +30,7 @@ pub fn parse(
     query: Result<Query<PageQuery>, QueryRejection>,
     page_max: u32,
     valid_last: impl Fn(&str) -> Result<(), RegistryError>,
-) -> Result<PageRequest, RegistryError> {
+) -> Result<NLast, RegistryError> {
     let invalid = |why: &str| {
         RegistryError::new(
             OciCode::PaginationNumberInvalid,
@@ -45,7 +50,7 @@ pub fn parse(
     if let Some(last) = &last {
         valid_last(last)?;
     }
-    Ok(PageRequest { n, last })
+    Ok(NLast { n, last })
 }
 
 /// `Link: <path?n=N&last=X>; rel="next"`.
