@@ -60,6 +60,9 @@ mod report;
 pub mod timer;
 mod upload_cleanup;
 
+#[cfg(test)]
+mod test_support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
