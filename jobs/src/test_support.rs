@@ -211,7 +211,6 @@ pub(crate) fn image(config: &Digest, config_size: usize, layers: &[(&Digest, usi
 }
 
 /// An index that lists no manifest: it references nothing.
-#[allow(dead_code, reason = "used by the index tests, next")]
 pub(crate) fn empty_index(note: &str) -> Vec<u8> {
     serde_json::json!({
         "schemaVersion": 2,
