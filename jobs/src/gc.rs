@@ -157,3 +157,6 @@ pub(crate) enum Failure {
     #[error("storage")]
     Storage(#[source] registry_common::storage::StorageError),
 }
+
+#[cfg(test)]
+mod tests;

@@ -60,6 +60,9 @@ mod report;
 pub mod timer;
 mod upload_cleanup;
 
+#[cfg(test)]
+mod test_support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -165,4 +168,71 @@ async fn run_one(job: Job, ctx: &JobContext) -> Result<JobReport, JobError> {
     }
     report.finish();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{config, empty_index, engines, image, repo};
+
+    #[test]
+    fn every_job_is_found_by_its_name() {
+        for job in Job::ALL {
+            assert_eq!(Job::from_name(job.name()), Some(job));
+        }
+        assert_eq!(Job::from_name("gc"), None);
+    }
+
+    /// `run-all` on a registry with a little of everything: each job's summary counts.
+    #[tokio::test]
+    async fn run_all_reports_each_jobs_counts_in_order() {
+        for e in engines(config(0, 2)).await {
+            let name = repo("acme/app");
+            let config_blob = e.push_blob(&name, b"app config").await;
+            e.put_manifest(&name, &image(&config_blob, 10, &[]), "v1")
+                .await;
+            e.push_blob(&name, b"loose").await;
+            e.put_object(b"orphan").await;
+
+            let reports = run(Job::RunAll, &e.ctx).await.expect("run-all");
+            let counts: Vec<_> = reports
+                .iter()
+                .map(|r| (r.job, r.changed, r.bytes, r.failures))
+                .collect();
+            assert_eq!(
+                counts,
+                [
+                    ("migrate", 0, 0, 0),
+                    ("index-manifests", 0, 0, 0),
+                    // The loose link and blob, then the orphan object.
+                    ("blob-gc", 3, 5 + 6, 0),
+                    ("upload-cleanup", 0, 0, 0),
+                    ("project-storage", 1, 10, 0),
+                ],
+                "{e:?}"
+            );
+        }
+    }
+
+    /// A job with a failed item ends `run-all` there, with the reports of the jobs that ran.
+    #[tokio::test]
+    async fn run_all_stops_at_the_first_job_with_a_failed_item() {
+        for e in engines(config(0, 100)).await {
+            let name = repo("p/broken");
+            let missing = registry_common::oci::Digest::sha256_of(b"never pushed");
+            let references =
+                registry_common::oci::ParsedManifest::parse(None, &empty_index("none"))
+                    .expect("index");
+            e.put_manifest_as(&name, &image(&missing, 12, &[]), &references, "v1")
+                .await;
+
+            match run(Job::RunAll, &e.ctx).await {
+                Err(JobError::ItemsFailed { reports }) => {
+                    let jobs: Vec<_> = reports.iter().map(|r| (r.job, r.failures)).collect();
+                    assert_eq!(jobs, [("migrate", 0), ("index-manifests", 1)], "{e:?}");
+                }
+                other => panic!("{e:?}: expected a failed item, got {other:?}"),
+            }
+        }
+    }
 }

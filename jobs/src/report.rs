@@ -86,3 +86,42 @@ impl JobError {
         move |source| JobError::Storage { job, source }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("broken item")]
+    struct Broken;
+
+    #[test]
+    fn failed_items_are_counted_and_the_error_sums_them_over_the_jobs() {
+        let mut first = JobReport::start("first");
+        first.examined = 3;
+        first.failed("a", &Broken);
+        first.failed("b", &Broken);
+        let mut second = JobReport::start("second");
+        second.failed("c", &Broken);
+        assert_eq!((first.examined, first.failures), (3, 2));
+        let error = JobError::ItemsFailed {
+            reports: vec![first, second],
+        };
+        assert_eq!(error.to_string(), "3 item(s) failed");
+    }
+
+    #[test]
+    fn a_new_report_counts_nothing() {
+        let report = JobReport::start("blob-gc");
+        assert_eq!(report.job, "blob-gc");
+        assert_eq!(
+            (
+                report.examined,
+                report.changed,
+                report.bytes,
+                report.failures
+            ),
+            (0, 0, 0, 0)
+        );
+    }
+}

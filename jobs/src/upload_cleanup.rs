@@ -80,3 +80,90 @@ pub(crate) async fn run(ctx: &JobContext, report: &mut JobReport) -> Result<(), 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use registry_common::metadata::PartRecord;
+    use registry_common::oci::UploadId;
+
+    use crate::Job;
+    use crate::test_support::{Engine, HOUR, config, engines, repo, report};
+
+    /// A session with one part of `bytes` recorded, as a `PATCH` leaves it.
+    async fn session(e: &Engine, bytes: &[u8]) -> UploadId {
+        let id = UploadId::new();
+        let meta = &e.ctx.metadata;
+        meta.create_upload(&repo("p/up"), &id, b"s")
+            .await
+            .expect("session");
+        let part = e
+            .put_part(id.clone(), "00000000000000000000-x", bytes)
+            .await;
+        let record = PartRecord {
+            name: part.part.to_string(),
+            size: bytes.len() as u64,
+        };
+        let to = bytes.len() as u64;
+        assert!(
+            meta.advance_upload(&id, 0, to, b"h", &[record])
+                .await
+                .expect("advance")
+        );
+        id
+    }
+
+    async fn parts_in_storage(e: &Engine, id: &UploadId) -> usize {
+        let uploads = e.ctx.storage.list_uploads().await.expect("list uploads");
+        uploads
+            .iter()
+            .filter(|u| &u.upload == id)
+            .map(|u| u.parts.len())
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn sessions_past_the_maximum_age_go_with_their_parts_and_fresh_ones_stay() {
+        for e in engines(config(HOUR, 1)).await {
+            let first = session(&e, b"half an upload").await;
+            let second = session(&e, b"another").await;
+
+            let fresh = report(Job::UploadCleanup, &e.ctx).await;
+            assert_eq!((fresh.changed, fresh.failures), (0, 0), "{e:?}");
+            for id in [&first, &second] {
+                assert!(e.ctx.metadata.upload_exists(id).await.expect("q"), "{e:?}");
+                assert_eq!(parts_in_storage(&e, id).await, 1, "{e:?}");
+            }
+
+            // Batches of one: both sessions go within the run.
+            let stale = report(Job::UploadCleanup, &e.with(config(0, 1))).await;
+            assert_eq!(
+                (stale.examined, stale.changed, stale.bytes, stale.failures),
+                (2, 2, 14 + 7, 0),
+                "{e:?}"
+            );
+            for id in [&first, &second] {
+                assert!(!e.ctx.metadata.upload_exists(id).await.expect("q"), "{e:?}");
+                assert_eq!(parts_in_storage(&e, id).await, 0, "{e:?}");
+            }
+            let again = report(Job::UploadCleanup, &e.with(config(0, 1))).await;
+            assert_eq!((again.examined, again.changed), (0, 0), "{e:?}");
+        }
+    }
+
+    /// Parts whose session row is gone (a crash between the row's delete and theirs).
+    #[tokio::test]
+    async fn parts_without_a_session_go_after_the_maximum_age() {
+        for e in engines(config(HOUR, 100)).await {
+            let id = UploadId::new();
+            e.put_part(id.clone(), "00000000000000000000-y", b"left behind")
+                .await;
+
+            assert_eq!(report(Job::UploadCleanup, &e.ctx).await.changed, 0, "{e:?}");
+            assert_eq!(parts_in_storage(&e, &id).await, 1, "{e:?}");
+
+            let later = report(Job::UploadCleanup, &e.with(config(0, 100))).await;
+            assert_eq!((later.examined, later.changed), (1, 1), "{e:?}");
+            assert_eq!(parts_in_storage(&e, &id).await, 0, "{e:?}");
+        }
+    }
+}
