@@ -169,10 +169,11 @@ async fn invalid_tags_on_manifest_put_are_400_tag_invalid() {
 }
 
 /// The conformance suite's `.INVALID_MANIFEST_NAME`: a reference that cannot name a manifest
-/// names none, so reads and deletes answer `404 MANIFEST_UNKNOWN`; only a `PUT`, which would
-/// create the tag, is `400 TAG_INVALID` (pinned above).
+/// names none, so reads answer `404 MANIFEST_UNKNOWN`; a `PUT` (pinned above) or a `DELETE`,
+/// which would change the repository, is the client's mistake: `400 TAG_INVALID` or
+/// `DIGEST_INVALID`, as a blob `DELETE` of a malformed digest is.
 #[tokio::test]
-async fn reads_and_deletes_of_an_invalid_reference_are_404_manifest_unknown() {
+async fn reads_of_an_invalid_reference_are_404_and_deletes_400() {
     let reg = Registry::start().await;
     reg.push_image("err/ref", "v1", &[10]).await;
     let too_long = "t".repeat(129);
@@ -189,11 +190,12 @@ async fn reads_and_deletes_of_an_invalid_reference_are_404_manifest_unknown() {
         let head = send(reg.client.head(&url)).await;
         assert_eq!(head.status, 404, "HEAD {reference}");
         assert!(head.body.is_empty(), "HEAD {reference} has a body");
-        assert_error(
-            &send(reg.client.delete(&url)).await,
-            404,
-            "MANIFEST_UNKNOWN",
-        );
+        let code = if reference.contains(':') {
+            "DIGEST_INVALID"
+        } else {
+            "TAG_INVALID"
+        };
+        assert_error(&send(reg.client.delete(&url)).await, 400, code);
     }
 }
 
@@ -292,11 +294,12 @@ async fn malformed_digest_as_manifest_reference() {
         .await;
         assert_error_in(&reply, &[400], &["DIGEST_INVALID", "TAG_INVALID"]);
         assert_error(&send(reg.client.get(&url)).await, 404, "MANIFEST_UNKNOWN");
-        assert_error(
-            &send(reg.client.delete(&url)).await,
-            404,
-            "MANIFEST_UNKNOWN",
-        );
+        let code = if reference.contains(':') {
+            "DIGEST_INVALID"
+        } else {
+            "TAG_INVALID"
+        };
+        assert_error(&send(reg.client.delete(&url)).await, 400, code);
     }
 }
 

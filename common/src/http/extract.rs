@@ -1,7 +1,7 @@
 //! Typed extractors for what follows the repository name in a path: a blob's digest, a
 //! manifest's reference, an upload's id. Each parses once, and its rejection is the spec's
 //! error for that part (`DIGEST_INVALID`, `BLOB_UPLOAD_UNKNOWN`; for references see
-//! [`ReferencePath`] and [`PushReferencePath`]), so handlers never hold a `Path<String>`.
+//! [`ReferencePath`] and [`WriteReferencePath`]), so handlers never hold a `Path<String>`.
 //! (The repository itself is [`Repo`](super::Repo).)
 
 use axum::extract::{FromRequestParts, Path};
@@ -14,16 +14,17 @@ use crate::oci::{Digest, DigestError, Reference, TagError, UploadId, UploadIdErr
 #[derive(Debug, Clone)]
 pub struct DigestPath(pub Digest);
 
-/// `{reference}` of `/manifests/<reference>` to look up (`GET`, `HEAD`, `DELETE`): a tag or a
-/// digest. One that cannot name a manifest names none, so it is `404 MANIFEST_UNKNOWN` like
-/// any reference the repository lacks (the conformance suite checks it).
+/// `{reference}` of `/manifests/<reference>` to read (`GET`, `HEAD`): a tag or a digest. One
+/// that cannot name a manifest names none, so it is `404 MANIFEST_UNKNOWN` like any reference
+/// the repository lacks (the conformance suite checks it).
 #[derive(Debug, Clone)]
 pub struct ReferencePath(pub Reference);
 
-/// `{reference}` of `PUT /manifests/<reference>`, which would create the tag: an invalid one
-/// is `400 TAG_INVALID` (or `DIGEST_INVALID`).
+/// `{reference}` of `PUT` and `DELETE /manifests/<reference>`, which change the repository: an
+/// invalid one is the client's mistake, `400 TAG_INVALID` (or `DIGEST_INVALID`), as for a
+/// blob `DELETE` of a malformed digest.
 #[derive(Debug, Clone)]
-pub struct PushReferencePath(pub Reference);
+pub struct WriteReferencePath(pub Reference);
 
 /// `{id}` of `/blobs/uploads/<id>`.
 #[derive(Debug, Clone)]
@@ -60,14 +61,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ReferencePath {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for PushReferencePath {
+impl<S: Send + Sync> FromRequestParts<S> for WriteReferencePath {
     type Rejection = RegistryError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let raw = raw(parts, state)
             .await
             .ok_or(TagError { tag: String::new() })?;
-        Ok(PushReferencePath(Reference::parse(&raw)?))
+        Ok(WriteReferencePath(Reference::parse(&raw)?))
     }
 }
 

@@ -19,7 +19,7 @@ use registry_common::auth::Caller;
 use registry_common::http::RegistryError;
 use registry_common::http::headers::DOCKER_CONTENT_DIGEST;
 use registry_common::http::{
-    DigestPath, Endpoint, PushReferencePath, ReferencePath, Repo, TOKEN_PATH, content_type,
+    DigestPath, Endpoint, ReferencePath, Repo, TOKEN_PATH, WriteReferencePath, content_type,
     read_limited, token_endpoint,
 };
 use registry_common::metadata::StoredManifest;
@@ -98,7 +98,7 @@ async fn head_manifest(
 async fn put_manifest(
     State(state): State<AppState>,
     Repo(name): Repo,
-    PushReferencePath(reference): PushReferencePath,
+    WriteReferencePath(reference): WriteReferencePath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RegistryError> {
@@ -130,7 +130,7 @@ async fn put_manifest(
 async fn delete_manifest(
     State(state): State<AppState>,
     Repo(name): Repo,
-    ReferencePath(reference): ReferencePath,
+    WriteReferencePath(reference): WriteReferencePath,
 ) -> Result<Response, RegistryError> {
     state.manifests.delete(&name, &reference).await?;
     Ok((StatusCode::ACCEPTED, [(CONTENT_LENGTH, "0")]).into_response())
