@@ -169,7 +169,27 @@ pub fn registry_bin() -> PathBuf {
     target.join("debug/registry")
 }
 
+/// A port that is free now, below Linux's ephemeral range (32768–60999): a port the kernel
+/// handed out for `bind(0)` is released before the registry binds it, and in that gap the
+/// kernel may give it to any outgoing connection (a client, a database pool) of a loaded
+/// machine, so the registry would fail with "Address already in use". Below the range only
+/// another test can take it; the start differs per process and per call.
 fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for _ in 0..SPAN {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + seed.wrapping_add(step.wrapping_mul(104_729)) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local addr").port()
 }
