@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use registry_tests::auth::Skopeo;
+use registry_tests::daemons::Dockerd;
 use registry_tests::oci_layout::{self, Image, MultiArch};
 use registry_tests::upstream::{Distribution, Flavour, UPSTREAM_USER, skopeo_pull_args};
 use registry_tests::{OCI_INDEX, OCI_MANIFEST, sha256_digest};
@@ -195,4 +196,48 @@ async fn stopped_distribution_comes_back_with_its_data() {
         .collect();
     assert_eq!(layers, BTreeSet::from([image.layers[0].digest.clone()]));
     assert_eq!(UPSTREAM_USER, dist.credentials().expect("htpasswd creds"));
+}
+
+/// dockerd configured with `registry-mirrors` asks the mirror for Docker Hub's names: with
+/// distribution as the mirror, `docker pull alpine` is `library/alpine:latest` from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockerd_pulls_docker_hub_names_from_its_mirror() {
+    let dist = Distribution::start(Flavour::Open).await;
+    let image = Image::generate("amd64", 31, &[40 << 10]);
+    dist.push_image("library/alpine", Some("latest"), &image)
+        .await;
+    let dockerd = Dockerd::start_with_mirrors(&[&dist.base_url()]).await;
+    let docker = dockerd.docker();
+    let out = docker.run(&["pull", "alpine"]).await;
+    assert!(
+        out.status.success(),
+        "docker pull alpine through the mirror: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        dockerd.log()
+    );
+    let id = docker
+        .run(&["image", "inspect", "--format", "{{.Id}}", "alpine"])
+        .await;
+    assert_eq!(
+        String::from_utf8_lossy(&id.stdout).trim(),
+        image.config.digest,
+        "the image docker holds is the mirror's"
+    );
+    // docker 20.10 (containerd's resolver) asks for the tag with a HEAD, then fetches the
+    // manifest by digest, the config and the layer.
+    assert_eq!(
+        dist.settled_count_ok("HEAD", "/v2/library/alpine/manifests/latest")
+            .await,
+        1,
+        "{:?}",
+        dist.access_log()
+    );
+    let by_digest = format!("/v2/library/alpine/manifests/{}", image.manifest.digest);
+    assert_eq!(dist.count_ok("GET", &by_digest), 1);
+    assert_eq!(
+        dist.count_ok("GET", "/v2/library/alpine/blobs/"),
+        2,
+        "{:?}",
+        dist.access_log()
+    );
 }
