@@ -9,8 +9,10 @@
 //! cache. [`Distribution::stop`] and [`Distribution::start_again`] simulate an outage: the same
 //! port, the same data directory, the same log (counts run on across the outage).
 //!
-//! [`fixtures`] pushes content into it over HTTP with the flavour's credentials.
+//! [`fixtures`] pushes content into it over HTTP with the flavour's credentials; [`cache`]
+//! writes the `UPSTREAMS_FILE` of a registry under test that caches it.
 
+pub mod cache;
 pub mod fixtures;
 pub mod token;
 
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::{Reply, send};
 
+pub use cache::{Streamed, Upstreams, assert_body, stream_digest};
 pub use fixtures::{BigImage, Referrer};
 pub use token::TokenServer;
 
