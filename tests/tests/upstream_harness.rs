@@ -241,3 +241,34 @@ async fn dockerd_pulls_docker_hub_names_from_its_mirror() {
         dist.access_log()
     );
 }
+
+/// The baseline of the cache's one-platform check: skopeo asked for one platform of an index
+/// fetches the index, that platform's manifest and its blobs, nothing of the other platform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_pulls_one_platform_of_the_index_and_nothing_else() {
+    let dist = Distribution::start(Flavour::Open).await;
+    let multi = MultiArch::generate(&["amd64", "arm64"], 41);
+    dist.push_multi_arch("team/multi", "1", &multi).await;
+    let skopeo = Skopeo::new();
+    let out = skopeo.path("arm64");
+    let src = format!("docker://{}/team/multi:1", dist.host());
+    let mut args = vec!["--override-arch".to_owned(), "arm64".to_owned()];
+    args.extend(
+        skopeo_pull_args(&src, &out, "arm", None)
+            .into_iter()
+            .filter(|a| a != "--all"),
+    );
+    skopeo.ok(&args).await;
+    let (amd64, arm64) = (&multi.images[0], &multi.images[1]);
+    let got = oci_layout::blob_digests(&out).expect("layout blobs");
+    assert!(got.is_superset(&arm64.digests()), "{got:?}");
+    assert!(got.is_disjoint(&amd64.digests()), "{got:?}");
+    dist.settled_count_ok("GET", "/v2/").await;
+    let fetched: BTreeSet<String> = dist
+        .requests("GET", "/v2/team/multi/")
+        .iter()
+        .map(|e| e.path().rsplit('/').next().unwrap_or_default().to_owned())
+        .collect();
+    assert!(fetched.is_disjoint(&amd64.digests()), "{fetched:?}");
+    assert!(fetched.contains(&arm64.layers[0].digest), "{fetched:?}");
+}
