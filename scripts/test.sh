@@ -264,13 +264,14 @@ run_tests() {
         --test conformance_manifests --test conformance_discovery --test conformance_errors \
         --test skopeo "$@" 2>&1 | tee -a "$output" || status=$?
     # The same suites with the bytes in S3 (moto) and downloads by 307 to presigned URLs (the
-    # backend's default), clients following them; the S3 crate's own tests ran above with the
+    # backend's default), clients following them (and the upstream client, as a cache follows
+    # an S3-backed upstream's); the S3 crate's own tests ran above with the
     # workspace.
     log "cargo test -p registry-tests (TEST_STORAGE=s3 TEST_METADATA=postgres) $*"
     TEST_STORAGE=s3 TEST_METADATA=postgres cargo test -p registry-tests --no-fail-fast \
         --test conformance_pull --test conformance_push --test conformance_manifests \
         --test conformance_discovery --test conformance_errors --test robustness \
-        --test robustness_http --test skopeo --test postgres "$@" 2>&1 |
+        --test robustness_http --test skopeo --test postgres --test upstream_client "$@" 2>&1 |
         tee -a "$output" || status=$?
     # The conformance and skopeo suites through the four service binaries (two `upload`
     # instances) behind a router applying the load balancer's route table (terraform/routes.json).
