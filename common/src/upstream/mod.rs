@@ -15,7 +15,8 @@
 //! - Credentials go to the upstream's own origin and its token realm only: redirects (blob
 //!   downloads from S3 or GCS) are followed without them. Secrets never appear in errors or
 //!   logs (errors carry no URL either: signed redirect URLs hold signatures).
-//! - Connecting takes at most 10 s; a response that sends nothing for 60 s fails.
+//! - Connecting takes at most 10 s; a response that sends nothing for 60 s fails. Requests
+//!   carry `User-Agent: registry/<version> (pull-through cache)`.
 //!
 //! Errors: `404` → [`UpstreamError::NotFound`]; `401`/`403` → `Denied`; connection, timeout,
 //! TLS, `429` and `5xx` → `Unavailable` (serve what is cached); anything else the upstream got
