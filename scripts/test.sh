@@ -293,8 +293,26 @@ run_tests() {
     return "$status"
 }
 
+# A cold run's build (debug, every test binary, and the release build of the deploy check)
+# takes about 12 GB under the target directory; stop early with a clear message when the disk
+# cannot hold it, rather than an hour later with "No space left on device" from the linker.
+NEEDED_GB=14
+check_disk() {
+    local target="${CARGO_TARGET_DIR:-$PWD/target}" free_gb
+    mkdir -p "$target"
+    free_gb=$(($(df -Pk "$target" | awk 'NR == 2 { print $4 }') / 1024 / 1024))
+    log "disk: ${free_gb} GB free under $target"
+    if [[ "$free_gb" -lt "$NEEDED_GB" ]]; then
+        log "the build needs about $NEEDED_GB GB free under $target (the target directory); free some space or set CARGO_TARGET_DIR"
+        exit 1
+    fi
+}
+
 main() {
     ensure_cargo
+    check_disk
+    # A one-off build gains nothing from incremental compilation, whose state takes GBs.
+    export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
     lint
     ensure_skopeo
     ensure_clients
