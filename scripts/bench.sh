@@ -9,7 +9,7 @@
 # Usage: scripts/bench.sh [--quick] [--storage disk,tmpfs] [--only SCENARIOS] [--out DIR] [--no-build]
 #   --quick      small sizes (a few minutes); without it, the issue's sizes
 #   --storage    which variants to run (default disk,tmpfs)
-#   --only       comma-separated subset of: limits,push,pull,images,tags,catalog,cold,gcs,gc
+#   --only       comma-separated subset of: limits,push,pull,images,tags,catalog,cold,gcs,gc,cache
 #   --out DIR    where results.jsonl, table.md and the server logs go (default a new temp dir)
 #   --no-build   use the release binaries already in target/release
 #
@@ -32,7 +32,7 @@ JOBS="$ROOT/target/release/jobs"
 QUICK=false
 BUILD=true
 STORAGES="disk,tmpfs"
-ONLY="limits,push,pull,images,tags,catalog,cold,gcs,gc"
+ONLY="limits,push,pull,images,tags,catalog,cold,gcs,gc,cache"
 OUT=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -49,11 +49,11 @@ done
 if $QUICK; then
     SMALL=16MiB MANY=8 BIG=64MiB FEW=2 IMAGES=40 LEVELS=1,8,32 TAGS=1000 REPOS=500
     LIMIT_SIZE=256MiB GCS_SIZE=128MiB SEED_BLOBS=100000 SEED_MANIFESTS=10000 COLD_RUNS=5
-    RANGES=200 LIST_REQUESTS=50
+    RANGES=200 LIST_REQUESTS=50 CACHE_SIZE=32MiB
 else
     SMALL=16MiB MANY=64 BIG=512MiB FEW=3 IMAGES=200 LEVELS=1,8,32 TAGS=1000 REPOS=500
     LIMIT_SIZE=1GiB GCS_SIZE=1GiB SEED_BLOBS=1000000 SEED_MANIFESTS=100000 COLD_RUNS=20
-    RANGES=400 LIST_REQUESTS=200
+    RANGES=400 LIST_REQUESTS=200 CACHE_SIZE=200MiB
 fi
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
 GCS_ADDRESS="${BENCH_GCS_ADDRESS:-127.0.0.3}"
@@ -302,6 +302,43 @@ if wants gcs; then
     stop_server "$data"
     scripts/gcs-emulator.sh stop "$GCS_ADDRESS"
     GCS_STARTED=false
+fi
+
+# --- the pull-through cache (issue 16) -------------------------------------------------------
+# An upstream (this registry, embedded default) and two cache instances sharing one data
+# directory and SQLite file with UPSTREAMS_FILE naming it under cache/origin; 20 concurrent
+# first pulls of one uncached blob through both, then again from the cache. The upstream's
+# request log tells how many times the blob was fetched from it.
+if wants cache; then
+    up_data="$(mktemp -d "$OUT/cache-upstream.XXXXXX")"
+    cache_data="$(mktemp -d "$OUT/cache.XXXXXX")"
+    up_port="$(free_port)"
+    HOST=127.0.0.1 PORT="$up_port" DATA_DIR="$up_data" LOG_LEVEL=info JOBS_INTERVAL_SECS=0 \
+        "$REGISTRY" >>"$OUT/logs/cache-upstream.log" 2>&1 &
+    up_pid=$!
+    PIDS+=("$up_pid")
+    await_server "http://127.0.0.1:$up_port" "$up_pid"
+    printf '{"upstreams":[{"name":"origin","url":"http://127.0.0.1:%s","prefix":"cache/origin"}]}' \
+        "$up_port" >"$cache_data/upstreams.json"
+    cache_pids=() cache_urls=()
+    for instance in 1 2; do
+        port="$(free_port)"
+        HOST=127.0.0.1 PORT="$port" DATA_DIR="$cache_data" LOG_LEVEL=warn JOBS_INTERVAL_SECS=0 \
+            UPSTREAMS_FILE="$cache_data/upstreams.json" \
+            "$REGISTRY" >>"$OUT/logs/cache-$instance.log" 2>&1 &
+        cache_pids+=("$!")
+        PIDS+=("$!")
+        cache_urls+=("http://127.0.0.1:$port")
+        await_server "http://127.0.0.1:$port" "$!"
+    done
+    log "cache: 20 concurrent pulls of one $CACHE_SIZE blob through two instances"
+    "$BENCH" cache-pull --upstream "http://127.0.0.1:$up_port" --url "${cache_urls[0]}" \
+        --peer "${cache_urls[1]}" --pid "${cache_pids[0]}" --peer-pid "${cache_pids[1]}" \
+        --size "$CACHE_SIZE" --clients 20 --label project --storage disk | tee -a "$RESULTS" >&2
+    fetches="$(grep -c 'method=GET uri=/v2/bench/cache/blobs/sha256' "$OUT/logs/cache-upstream.log" || true)"
+    log "cache: the upstream served the blob $fetches times (1 direct pull + the cache's fetches)"
+    for pid in "$up_pid" "${cache_pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    rm -rf "$up_data" "$cache_data"
 fi
 
 # --- jobs over a seeded PostgreSQL database (issue 7) ----------------------------------------
