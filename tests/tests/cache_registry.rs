@@ -10,8 +10,8 @@ use std::time::Duration;
 use registry_tests::api::run_job_with;
 use registry_tests::auth::{ALICE, AuthFiles};
 use registry_tests::{
-    OCI_INDEX, OCI_MANIFEST, PushedImage, Registry, Reply, assert_error, assert_error_in,
-    pseudo_random_bytes, send, sha256_digest,
+    EMPTY_JSON, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, PushedImage, Registry, Reply, assert_error,
+    assert_error_in, pseudo_random_bytes, send, sha256_digest,
 };
 
 /// Writes an `UPSTREAMS_FILE` into a temp dir and returns both (the dir must live).
@@ -438,4 +438,57 @@ async fn cache_evict_keeps_a_prefix_under_its_cap_least_recently_pulled_first() 
         "the evicted image is fetched again"
     );
     drop(dir);
+}
+
+#[tokio::test]
+async fn referrers_of_a_cached_subject_come_from_the_upstream_and_stay_when_it_is_gone() {
+    let upstream = Registry::start().await;
+    let subject = upstream.push_image("team/signed", "v1", &[700]).await;
+    let empty = upstream.push_blob("team/signed", EMPTY_JSON).await;
+    let signature = upstream.push_blob("team/signed", b"a signature").await;
+    let artifact = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": OCI_EMPTY, "digest": empty, "size": EMPTY_JSON.len()},
+        "layers": [{"mediaType": "application/octet-stream", "digest": signature, "size": 11}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject.digest, "size": subject.manifest.len()},
+    })
+    .to_string();
+    let artifact_digest = sha256_digest(artifact.as_bytes());
+    upstream
+        .push_manifest(
+            "team/signed",
+            &artifact_digest,
+            OCI_MANIFEST,
+            artifact.as_bytes(),
+        )
+        .await;
+    let (cache, _dir) = cache_of(&upstream, serde_json::json!({ "prefix": "cache/origin" })).await;
+    let repo = "cache/origin/team/signed";
+    assert_pulls(&cache, repo, "v1", &subject).await;
+
+    let path = format!("/v2/{repo}/referrers/{}", subject.digest);
+    let listed = get(&cache, &path).await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let digests: Vec<String> = listed.json()["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|d| d["digest"].as_str().expect("digest").to_owned())
+        .collect();
+    assert_eq!(digests, std::slice::from_ref(&artifact_digest));
+    assert_eq!(
+        listed.json()["manifests"][0]["artifactType"],
+        "application/vnd.example.signature"
+    );
+    drop(upstream);
+    // Cached: listed, and the artifact (manifest) served, with the upstream gone.
+    let again = get(&cache, &path).await;
+    assert_eq!(
+        again.json()["manifests"][0]["digest"],
+        artifact_digest.as_str()
+    );
+    let manifest = get(&cache, &format!("/v2/{repo}/manifests/{artifact_digest}")).await;
+    assert_eq!(manifest.body, artifact.as_bytes());
 }

@@ -135,6 +135,33 @@ impl Upstream {
         })
     }
 
+    /// The digests of the manifests whose subject is `subject` (the referrers API, all artifact
+    /// types); `NotFound` when the upstream has no referrers API (distribution before OCI 1.1
+    /// answers `404`), and the caller falls back to the tag schema.
+    pub async fn referrers(
+        &self,
+        repository: &str,
+        subject: &Digest,
+    ) -> Result<Vec<Digest>, UpstreamError> {
+        let path = format!("referrers/{subject}");
+        let mut response = self
+            .request(Method::GET, repository, &path, Some(OCI_INDEX))
+            .await?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.unavailable(format!("reading the referrers: {}", describe(e))))?
+        {
+            if body.len() + chunk.len() > HEAD_FALLBACK_LIMIT as usize {
+                return Err(self.invalid("the referrers index is too large".to_owned()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        referrer_digests(&body)
+            .map_err(|why| self.invalid(format!("referrers of {subject}: {why}")))
+    }
+
     /// HEAD of a manifest by tag: the digest it names now (Docker-Content-Digest; when the
     /// upstream sends none, a GET and its hash).
     pub async fn manifest_digest(
@@ -319,6 +346,25 @@ impl Upstream {
             _ => Err(self.invalid(format!("unexpected HTTP {status}"))),
         }
     }
+}
+
+/// The digests an image index lists (a referrers answer, or a tag-schema fallback index).
+pub fn referrer_digests(index: &[u8]) -> Result<Vec<Digest>, String> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Vec<Descriptor>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Descriptor {
+        digest: String,
+    }
+    let index: Index = serde_json::from_slice(index).map_err(|e| format!("not an index: {e}"))?;
+    index
+        .manifests
+        .iter()
+        .map(|d| Digest::parse(&d.digest).map_err(|e| e.to_string()))
+        .collect()
 }
 
 /// Whether credentials meant for `origin` may go to `url`: same scheme, host and port.

@@ -25,7 +25,7 @@
 mod auth;
 mod client;
 
-pub use client::verify_manifest;
+pub use client::{referrer_digests, verify_manifest};
 
 use std::sync::Arc;
 

@@ -207,6 +207,7 @@ async fn referrers(
     State(state): State<AppState>,
     Repo(name): Repo,
     DigestPath(digest): DigestPath,
+    ns: MirrorNamespace,
     query: Result<Query<ReferrersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, RegistryError> {
     let artifact_type = query
@@ -214,8 +215,8 @@ async fn referrers(
         .and_then(|Query(q)| q.artifact_type)
         .filter(|t| !t.is_empty());
     let index = state
-        .manifests
-        .referrers(&name, &digest, artifact_type.as_deref())
+        .cache
+        .referrers(&name, &digest, artifact_type.as_deref(), ns.as_deref())
         .await?;
     let mut response = (
         StatusCode::OK,

@@ -27,7 +27,7 @@ use crate::error::ErrorChain;
 use crate::metadata::{CachedManifest, Metadata, MetadataError, NewManifest, StoredManifest};
 use crate::oci::{Digest, ParsedManifest, Reference, RepositoryName, Tag};
 use crate::storage::{BlobKey, Storage, StorageError};
-use crate::upstream::{Upstream, UpstreamError};
+use crate::upstream::{Upstream, UpstreamError, referrer_digests};
 
 use super::{
     BlobAnswer, BlobError, BlobRead, BlobService, ManifestError, ManifestService, RangeSpec,
@@ -292,6 +292,91 @@ impl CacheService {
             .metadata
             .manifest_by_digest(&source.local, &fetched.digest)
             .await?)
+    }
+
+    /// The referrers of a subject. Through a cache, the upstream's referrers are fetched into
+    /// it first (their manifests, not their blobs; from the referrers API, or the tag schema's
+    /// `sha256-<hex>` index where the upstream has none), so the answer is the local one and
+    /// stays whole with the upstream down; an upstream failure only leaves it as cached.
+    pub async fn referrers(
+        &self,
+        name: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        ns: Option<&str>,
+    ) -> Result<serde_json::Value, CacheError> {
+        let source = match self.lookup(name, ns) {
+            Lookup::Local => None,
+            Lookup::Prefix(source) => Some(source),
+            Lookup::LocalThen(sources) => {
+                if self
+                    .metadata
+                    .manifest_by_digest(name, subject)
+                    .await?
+                    .is_some()
+                {
+                    None
+                } else {
+                    sources.into_iter().next()
+                }
+            }
+        };
+        let Some(source) = source else {
+            return Ok(self
+                .manifests
+                .referrers(name, subject, artifact_type)
+                .await?);
+        };
+        self.fetch_referrers(&source, subject).await;
+        Ok(self
+            .manifests
+            .referrers(&source.local, subject, artifact_type)
+            .await?)
+    }
+
+    /// Brings the upstream's referrers of `subject` into the source's cache, as far as the
+    /// upstream answers.
+    async fn fetch_referrers(&self, source: &Source, subject: &Digest) {
+        let upstream = &self.upstreams[source.upstream];
+        let listed = match upstream.referrers(&source.remote, subject).await {
+            Ok(digests) => digests,
+            Err(UpstreamError::NotFound) => {
+                let Ok(tag) = Tag::parse(&format!(
+                    "{}-{}",
+                    subject.algorithm().as_str(),
+                    subject.hex()
+                )) else {
+                    return;
+                };
+                match self.manifest_from(source, &Reference::Tag(tag)).await {
+                    Ok(Some(index)) => referrer_digests(&index.payload).unwrap_or_default(),
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(upstream = upstream.config().name, %subject, error = %ErrorChain(&e), "fetching the referrers tag failed; answering what is cached");
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(upstream = upstream.config().name, %subject, error = %ErrorChain(&e), "fetching referrers failed; answering what is cached");
+                return;
+            }
+        };
+        for digest in listed {
+            let cached = self
+                .metadata
+                .manifest_by_digest(&source.local, &digest)
+                .await;
+            if matches!(cached, Ok(Some(_))) {
+                continue;
+            }
+            if let Err(e) = self
+                .fetch_manifest(source, &Reference::Digest(digest.clone()), None)
+                .await
+            {
+                tracing::warn!(upstream = upstream.config().name, %digest, error = %ErrorChain(&e), "fetching a referrer failed");
+            }
+        }
     }
 
     /// Refreshes a cached manifest's `pulled_at` at most every [`PULL_REFRESH`] per process,
