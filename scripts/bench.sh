@@ -340,7 +340,16 @@ if wants s3; then
             data="$(mktemp -d "$OUT/s3.XXXXXX")"
             start_server project "$data" "${s3_env[@]}"
             if [[ "$mode" == pull ]]; then
-                log "s3: pull one $size blob, digest-verified (pushed first, untimed)"
+                # The blob is pushed by a first registry (its pull discarded), then pulled
+                # from a second on the same data directory and prefix, which finds it
+                # present: the pull's peak RSS is not the push's retained heap.
+                log "s3: push one $size blob for the pull (untimed), on a registry of its own"
+                "$BENCH" blob-pull --url "$SERVER_URL" --pid "$SERVER_PID" --label project \
+                    --storage s3 --size "$size" --count 1 --verify digest --ranges 0 \
+                    --repo bench/s3-pull >/dev/null
+                kill "$SERVER_PID" && wait "$SERVER_PID" 2>/dev/null || true
+                start_server project "$data" "${s3_env[@]}"
+                log "s3: pull one $size blob, digest-verified"
                 "$BENCH" blob-pull --url "$SERVER_URL" --pid "$SERVER_PID" --label project \
                     --storage s3 --size "$size" --count 1 --verify digest --ranges 0 \
                     --repo bench/s3-pull | tee -a "$RESULTS" >&2
