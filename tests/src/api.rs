@@ -339,6 +339,7 @@ pub async fn run_job_with(reg: &Registry, job: &str, env: &[(&str, &str)]) {
         .env("DATA_DIR", reg.data_dir())
         .env("DATABASE_URL", database_url(reg))
         .env("LOG_LEVEL", "warn")
+        .envs(reg.storage_env())
         .envs(env.iter().copied())
         .output()
         .await

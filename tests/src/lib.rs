@@ -321,6 +321,19 @@ impl Registry {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The byte store's settings the registry was started with (`TEST_STORAGE`), for a job
+    /// that must work on the same store.
+    pub fn storage_env(&self) -> Vec<(String, String)> {
+        self.env
+            .iter()
+            .filter(|(k, _)| {
+                ["STORAGE_BACKEND", "BUCKET_NAME"].contains(&k.as_str())
+                    || ["GCS_", "S3_", "AWS_"].iter().any(|p| k.starts_with(p))
+            })
+            .cloned()
+            .collect()
+    }
+
     /// The data directory the registry was started with.
     pub fn data_dir(&self) -> PathBuf {
         self.data.path().join("data")
