@@ -3,21 +3,26 @@
 # (Debian's `docker-registry`, installed when missing) on loopback with filesystem storage,
 # every scenario of the `bench` program against both in the same run, on disk and on tmpfs
 # (/dev/shm), with the physical limits that bound them measured in the same run; then the
-# GCS path (1 GiB blob through the emulator, peak RSS) and the jobs over a seeded PostgreSQL
-# database; then one table with the ratio project/distribution per figure.
+# GCS path (1 GiB blob through the emulator, peak RSS), the S3 path (a large blob through the
+# S3 test server, pushed in one streamed PATCH and in 1 MiB chunks, pulled back digest-verified)
+# and the jobs over a seeded PostgreSQL database; then one table with the ratio
+# project/distribution per figure.
 #
 # Usage: scripts/bench.sh [--quick] [--storage disk,tmpfs] [--only SCENARIOS] [--out DIR] [--no-build]
 #   --quick      small sizes (a few minutes); without it, the issue's sizes
 #   --storage    which variants to run (default disk,tmpfs)
-#   --only       comma-separated subset of: limits,push,pull,images,tags,catalog,cold,gcs,gc
+#   --only       comma-separated subset of: limits,push,pull,images,tags,catalog,cold,gcs,s3,gc,cache
 #   --out DIR    where results.jsonl, table.md and the server logs go (default a new temp dir)
-#   --no-build   use the release binaries already in target/release
+#   --no-build   use the release binaries already in target/release ($CARGO_TARGET_DIR/release)
 #
 # Environment: BENCH_DISK_DIR (default /tmp), where the disk variant keeps the registries'
 # data; BENCH_PG (default postgres://postgres@127.0.0.1:5432/postgres), the server on
 # which the gc scenario creates and drops a throwaway database; BENCH_GCS_ADDRESS (default
 # 127.0.0.3), the loopback address of the GCS emulator this script starts and stops (not
-# 127.0.0.2, so that a test run's emulator there is left alone).
+# 127.0.0.2, so that a test run's emulator there is left alone); BENCH_S3_ADDRESS (default
+# 127.0.0.5), the loopback address of the S3 server (scripts/s3-server.sh, port 9000) this
+# script starts and stops (not 127.0.0.3, a test run's); BENCH_S3_SIZES (default 256MiB,1GiB;
+# --quick 32MiB,128MiB), the blob sizes of the S3 path (docs/benchmark.md: why not 6 GiB).
 #
 # Every server binds 127.0.0.1 only (checked after each start); every process started here is
 # stopped on exit, and every data directory removed.
@@ -25,14 +30,15 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
-BENCH="$ROOT/target/release/bench"
-REGISTRY="$ROOT/target/release/registry"
-JOBS="$ROOT/target/release/jobs"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BENCH="$TARGET_DIR/release/bench"
+REGISTRY="$TARGET_DIR/release/registry"
+JOBS="$TARGET_DIR/release/jobs"
 
 QUICK=false
 BUILD=true
 STORAGES="disk,tmpfs"
-ONLY="limits,push,pull,images,tags,catalog,cold,gcs,gc"
+ONLY="limits,push,pull,images,tags,catalog,cold,gcs,s3,gc,cache"
 OUT=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -41,22 +47,23 @@ while [[ $# -gt 0 ]]; do
     --only) ONLY="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --no-build) BUILD=false ;;
-    *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
     esac
     shift
 done
 
 if $QUICK; then
     SMALL=16MiB MANY=8 BIG=64MiB FEW=2 IMAGES=40 LEVELS=1,8,32 TAGS=1000 REPOS=500
-    LIMIT_SIZE=256MiB GCS_SIZE=128MiB SEED_BLOBS=100000 SEED_MANIFESTS=10000 COLD_RUNS=5
-    RANGES=200 LIST_REQUESTS=50
+    LIMIT_SIZE=256MiB GCS_SIZE=128MiB S3_SIZES="${BENCH_S3_SIZES:-32MiB,128MiB}" SEED_BLOBS=100000 SEED_MANIFESTS=10000 COLD_RUNS=5
+    RANGES=200 LIST_REQUESTS=50 CACHE_SIZE=32MiB
 else
     SMALL=16MiB MANY=64 BIG=512MiB FEW=3 IMAGES=200 LEVELS=1,8,32 TAGS=1000 REPOS=500
-    LIMIT_SIZE=1GiB GCS_SIZE=1GiB SEED_BLOBS=1000000 SEED_MANIFESTS=100000 COLD_RUNS=20
-    RANGES=400 LIST_REQUESTS=200
+    LIMIT_SIZE=1GiB GCS_SIZE=1GiB S3_SIZES="${BENCH_S3_SIZES:-256MiB,1GiB}" SEED_BLOBS=1000000 SEED_MANIFESTS=100000 COLD_RUNS=20
+    RANGES=400 LIST_REQUESTS=200 CACHE_SIZE=200MiB
 fi
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
 GCS_ADDRESS="${BENCH_GCS_ADDRESS:-127.0.0.3}"
+S3_ADDRESS="${BENCH_S3_ADDRESS:-127.0.0.5}"
 
 OUT="${OUT:-$(mktemp -d /tmp/registry-bench.XXXXXX)}"
 mkdir -p "$OUT/logs"
@@ -70,6 +77,7 @@ wants() { [[ ",$ONLY," == *",$1,"* ]]; }
 PIDS=()
 CLEANUP_DIRS=()
 GCS_STARTED=false
+S3_STARTED=false
 GC_DB=""
 cleanup() {
     local pid
@@ -78,6 +86,7 @@ cleanup() {
     done
     for dir in "${CLEANUP_DIRS[@]}"; do rm -rf "$dir"; done
     if $GCS_STARTED; then scripts/gcs-emulator.sh stop "$GCS_ADDRESS" || true; fi
+    if $S3_STARTED; then scripts/s3-server.sh stop "$S3_ADDRESS" 9000 || true; fi
     if [[ -n "$GC_DB" ]]; then psql -q "$PG" -c "DROP DATABASE IF EXISTS $GC_DB" || true; fi
 }
 trap cleanup EXIT
@@ -302,6 +311,102 @@ if wants gcs; then
     stop_server "$data"
     scripts/gcs-emulator.sh stop "$GCS_ADDRESS"
     GCS_STARTED=false
+fi
+
+# --- large blobs through the S3 path (issue 15) ----------------------------------------------
+# The registry on the S3 test server (moto, signatures checked), downloads streamed through it
+# (no redirect). Per size: one blob pushed in one streamed PATCH, one in 1 MiB PATCHes, one
+# pulled back digest-verified, each on a fresh registry so that each peak RSS is its own; two
+# sizes show whether that peak grows with the blob. A fresh S3 server per size (it holds every
+# object in temporary files); its own peak RSS is logged, since moto holds a completed
+# multipart object in memory several times over while it concatenates it.
+if wants s3; then
+    IFS=',' read -r -a S3_SIZE_LIST <<<"$S3_SIZES"
+    for size in "${S3_SIZE_LIST[@]}"; do
+        log "S3 server on $S3_ADDRESS:9000"
+        S3_STARTED=true
+        endpoint="$(scripts/s3-server.sh start "$S3_ADDRESS" 9000)"
+        s3_env=(STORAGE_BACKEND=s3 S3_BUCKET=registry-test S3_ENDPOINT="$endpoint"
+            S3_REGION=us-east-1 S3_FORCE_PATH_STYLE=true S3_REDIRECT_DOWNLOADS=false
+            S3_PREFIX="bench-$RANDOM/")
+        while IFS='=' read -r name value; do
+            case "$name" in
+            S3_TEST_ACCESS_KEY_ID) s3_env+=(AWS_ACCESS_KEY_ID="$value") ;;
+            S3_TEST_SECRET_ACCESS_KEY) s3_env+=(AWS_SECRET_ACCESS_KEY="$value") ;;
+            esac
+        done < <(scripts/s3-server.sh credentials "$S3_ADDRESS" 9000)
+        s3_pid="$(cat "${S3_SERVER_HOME:-$HOME/.cache/registry-s3-server}/run/$S3_ADDRESS-9000/pid")"
+        for mode in streamed chunked pull; do
+            data="$(mktemp -d "$OUT/s3.XXXXXX")"
+            start_server project "$data" "${s3_env[@]}"
+            if [[ "$mode" == pull ]]; then
+                # The blob is pushed by a first registry (its pull discarded), then pulled
+                # from a second on the same data directory and prefix, which finds it
+                # present: the pull's peak RSS is not the push's retained heap.
+                log "s3: push one $size blob for the pull (untimed), on a registry of its own"
+                "$BENCH" blob-pull --url "$SERVER_URL" --pid "$SERVER_PID" --label project \
+                    --storage s3 --size "$size" --count 1 --verify digest --ranges 0 \
+                    --repo bench/s3-pull >/dev/null
+                kill "$SERVER_PID" && wait "$SERVER_PID" 2>/dev/null || true
+                start_server project "$data" "${s3_env[@]}"
+                log "s3: pull one $size blob, digest-verified"
+                "$BENCH" blob-pull --url "$SERVER_URL" --pid "$SERVER_PID" --label project \
+                    --storage s3 --size "$size" --count 1 --verify digest --ranges 0 \
+                    --repo bench/s3-pull | tee -a "$RESULTS" >&2
+            else
+                log "s3: push one $size blob, $mode"
+                "$BENCH" blob-push --url "$SERVER_URL" --pid "$SERVER_PID" --label project \
+                    --storage s3 --size "$size" --count 1 --mode "$mode" --chunk 1MiB \
+                    --repo "bench/s3-$mode" | tee -a "$RESULTS" >&2
+            fi
+            hwm="$(grep VmHWM "/proc/$SERVER_PID/status" | tr -s ' \t' ' ')"
+            log "s3 $size $mode: registry peak RSS over its whole life: $hwm"
+            echo "s3 $size $mode: registry $hwm" >>"$OUT/machine.txt"
+            stop_server "$data"
+        done
+        hwm="$(grep VmHWM "/proc/$s3_pid/status" | tr -s ' \t' ' ')"
+        log "s3 $size: S3 server (moto) peak RSS: $hwm"
+        echo "s3 $size: S3 server (moto) $hwm" >>"$OUT/machine.txt"
+        scripts/s3-server.sh stop "$S3_ADDRESS" 9000
+        S3_STARTED=false
+    done
+fi
+
+# --- the pull-through cache (issue 16) -------------------------------------------------------
+# An upstream (this registry, embedded default) and two cache instances sharing one data
+# directory and SQLite file with UPSTREAMS_FILE naming it under cache/origin; 20 concurrent
+# first pulls of one uncached blob through both, then again from the cache. The upstream's
+# request log tells how many times the blob was fetched from it.
+if wants cache; then
+    up_data="$(mktemp -d "$OUT/cache-upstream.XXXXXX")"
+    cache_data="$(mktemp -d "$OUT/cache.XXXXXX")"
+    up_port="$(free_port)"
+    HOST=127.0.0.1 PORT="$up_port" DATA_DIR="$up_data" LOG_LEVEL=info JOBS_INTERVAL_SECS=0 \
+        "$REGISTRY" >>"$OUT/logs/cache-upstream.log" 2>&1 &
+    up_pid=$!
+    PIDS+=("$up_pid")
+    await_server "http://127.0.0.1:$up_port" "$up_pid"
+    printf '{"upstreams":[{"name":"origin","url":"http://127.0.0.1:%s","prefix":"cache/origin"}]}' \
+        "$up_port" >"$cache_data/upstreams.json"
+    cache_pids=() cache_urls=()
+    for instance in 1 2; do
+        port="$(free_port)"
+        HOST=127.0.0.1 PORT="$port" DATA_DIR="$cache_data" LOG_LEVEL=warn JOBS_INTERVAL_SECS=0 \
+            UPSTREAMS_FILE="$cache_data/upstreams.json" \
+            "$REGISTRY" >>"$OUT/logs/cache-$instance.log" 2>&1 &
+        cache_pids+=("$!")
+        PIDS+=("$!")
+        cache_urls+=("http://127.0.0.1:$port")
+        await_server "http://127.0.0.1:$port" "$!"
+    done
+    log "cache: 20 concurrent pulls of one $CACHE_SIZE blob through two instances"
+    "$BENCH" cache-pull --upstream "http://127.0.0.1:$up_port" --url "${cache_urls[0]}" \
+        --peer "${cache_urls[1]}" --pid "${cache_pids[0]}" --peer-pid "${cache_pids[1]}" \
+        --size "$CACHE_SIZE" --clients 20 --label project --storage disk | tee -a "$RESULTS" >&2
+    fetches="$(grep -c 'method=GET uri=/v2/bench/cache/blobs/sha256' "$OUT/logs/cache-upstream.log" || true)"
+    log "cache: the upstream served the blob $fetches times (1 direct pull + the cache's fetches)"
+    for pid in "$up_pid" "${cache_pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    rm -rf "$up_data" "$cache_data"
 fi
 
 # --- jobs over a seeded PostgreSQL database (issue 7) ----------------------------------------

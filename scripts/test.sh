@@ -198,7 +198,9 @@ start_gcs_emulator() {
 }
 
 # The S3 server (moto from PyPI, see scripts/s3-server.sh for why) on 127.0.0.3:9000, shared
-# by the S3 crate's tests and the end-to-end pass with S3 storage.
+# by the S3 crate's tests and the end-to-end passes with S3 storage. It checks every signature
+# against the access key it made at its start, exported here as S3_TEST_ACCESS_KEY_ID and
+# S3_TEST_SECRET_ACCESS_KEY (with S3_TEST_ENDPOINT set, those must be set too).
 S3_STARTED=false
 start_s3_server() {
     if [[ -n "${S3_TEST_ENDPOINT:-}" ]]; then
@@ -208,7 +210,11 @@ start_s3_server() {
     S3_TEST_ENDPOINT="$(scripts/s3-server.sh start)"
     export S3_TEST_ENDPOINT
     S3_STARTED=true
-    log "S3: server at $S3_TEST_ENDPOINT"
+    local assignment
+    while IFS= read -r assignment; do
+        export "${assignment?}"
+    done < <(scripts/s3-server.sh credentials)
+    log "S3: server at $S3_TEST_ENDPOINT, access key $S3_TEST_ACCESS_KEY_ID"
 }
 
 # Stops what this run started.
@@ -282,14 +288,23 @@ run_tests() {
         --no-fail-fast --test conformance_pull --test conformance_push \
         --test conformance_manifests --test conformance_discovery --test conformance_errors \
         --test skopeo "$@" 2>&1 | tee -a "$output" || status=$?
-    # The same suites with the bytes in S3 (moto) and downloads by 307 to presigned URLs (the
-    # backend's default), clients following them; the S3 crate's own tests ran above with the
-    # workspace.
+    # The same suites with the bytes in S3 (moto, checking every signature) and downloads by
+    # 307 to presigned URLs (the backend's default), clients following them; `postgres` has the
+    # two-instance uploads (PATCHes of 1 KiB, 3 MiB and 7 MiB alternating between instances).
+    # Also the upstream client (blobs by redirect, as a cache follows an S3-backed upstream's)
+    # and the cache itself (fills written to S3). The S3 crate's own tests and s3_checks (bad
+    # credentials, bucket, endpoint) ran above.
     log "cargo test -p registry-tests (TEST_STORAGE=s3 TEST_METADATA=postgres) $*"
     TEST_STORAGE=s3 TEST_METADATA=postgres cargo test -p registry-tests --no-fail-fast \
         --test conformance_pull --test conformance_push --test conformance_manifests \
         --test conformance_discovery --test conformance_errors --test robustness \
-        --test robustness_http --test skopeo --test postgres "$@" 2>&1 |
+        --test robustness_http --test skopeo --test postgres --test upstream_client \
+        --test cache_registry "$@" 2>&1 |
+        tee -a "$output" || status=$?
+    # S3 with the embedded SQLite metadata (one instance): pushes, pulls and skopeo.
+    log "cargo test -p registry-tests (TEST_STORAGE=s3, SQLite) $*"
+    TEST_STORAGE=s3 cargo test -p registry-tests --no-fail-fast \
+        --test conformance_pull --test conformance_push --test skopeo "$@" 2>&1 |
         tee -a "$output" || status=$?
     # The conformance and skopeo suites through the four service binaries (two `upload`
     # instances) behind a router applying the load balancer's route table (terraform/routes.json).
@@ -311,8 +326,26 @@ run_tests() {
     return "$status"
 }
 
+# A cold run's build (debug, every test binary, and the release build of the deploy check)
+# takes about 12 GB under the target directory; stop early with a clear message when the disk
+# cannot hold it, rather than an hour later with "No space left on device" from the linker.
+NEEDED_GB=14
+check_disk() {
+    local target="${CARGO_TARGET_DIR:-$PWD/target}" free_gb
+    mkdir -p "$target"
+    free_gb=$(($(df -Pk "$target" | awk 'NR == 2 { print $4 }') / 1024 / 1024))
+    log "disk: ${free_gb} GB free under $target"
+    if [[ "$free_gb" -lt "$NEEDED_GB" ]]; then
+        log "the build needs about $NEEDED_GB GB free under $target (the target directory); free some space or set CARGO_TARGET_DIR"
+        exit 1
+    fi
+}
+
 main() {
     ensure_cargo
+    check_disk
+    # A one-off build gains nothing from incremental compilation, whose state takes GBs.
+    export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
     lint
     ensure_skopeo
     ensure_clients

@@ -8,6 +8,7 @@
 //! bench small-images --url URL [--pid PID] [--images 200] [--levels 1,8,32]
 //! bench tags-list    --url URL [--pid PID] [--tags 1000] [--requests 200]
 //! bench catalog      --url URL [--pid PID] [--repos 500] [--requests 100]
+//! bench cache-pull   --upstream URL --url URL [--peer URL] [--pid PID] [--peer-pid PID] [--size 200MiB] [--clients 20]
 //! bench cold-start   --binary PATH [--runs 20] [--path /v2/] [--env K=V]... [--arg A]...
 //! bench limits       [--size 1GiB] [--dir DIR]      (sha256 one core, loopback TCP, write+fsync)
 //! bench table        [--a project] [--b distribution] results.jsonl...
@@ -29,9 +30,9 @@ mod table;
 
 use std::process::ExitCode;
 
-use scenarios::{blob_pull, blob_push, cold_start, images, limits, listing};
+use scenarios::{blob_pull, blob_push, cache_pull, cold_start, images, limits, listing};
 
-const USAGE: &str = "usage: bench <blob-push|blob-pull|small-images|tags-list|catalog|cold-start|limits|table> [--flag value]... (see bench/src/main.rs)";
+const USAGE: &str = "usage: bench <blob-push|blob-pull|small-images|tags-list|catalog|cache-pull|cold-start|limits|table> [--flag value]... (see bench/src/main.rs)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         Some("small-images") => block_on(images::run(rest)),
         Some("tags-list") => block_on(listing::tags(rest)),
         Some("catalog") => block_on(listing::catalog(rest)),
+        Some("cache-pull") => block_on(cache_pull::run(rest)),
         _ => Err(anyhow::anyhow!(USAGE)),
     };
     match result {

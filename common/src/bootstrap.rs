@@ -15,6 +15,7 @@ use crate::config::{GcsConfig, S3Config, ServiceConfig, StorageBackend, StorageC
 use crate::metadata::{Metadata, MetadataError};
 use crate::state::AppState;
 use crate::storage::{FsStorage, Storage};
+use crate::upstream::{Upstream, UpstreamError};
 
 /// A boxed error from a plug-in (a storage backend in a crate of its own).
 pub type PluginError = Box<dyn std::error::Error + Send + Sync>;
@@ -65,6 +66,12 @@ pub enum BootstrapError {
         #[source]
         source: PluginError,
     },
+    #[error("upstream {name} (UPSTREAMS_FILE)")]
+    Upstream {
+        name: String,
+        #[source]
+        source: UpstreamError,
+    },
     #[error("opening the metadata database")]
     Metadata(#[from] MetadataError),
 }
@@ -111,6 +118,17 @@ pub async fn open_state_with(
     backends: &StorageBackends,
     auth: Authorizer,
 ) -> Result<AppState, BootstrapError> {
+    let upstreams = config
+        .upstreams
+        .upstreams
+        .iter()
+        .map(|upstream| {
+            Upstream::new(upstream.clone()).map_err(|source| BootstrapError::Upstream {
+                name: upstream.name.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let storage = open_storage(&config.storage, backends).await?;
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|source| BootstrapError::DataDir {
@@ -121,6 +139,7 @@ pub async fn open_state_with(
     Ok(AppState::new(
         metadata,
         storage,
+        upstreams,
         auth,
         config.api.api_cors_origins.clone(),
         config.limits.clone(),

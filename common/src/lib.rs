@@ -13,3 +13,4 @@ pub mod services;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod upstream;

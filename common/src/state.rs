@@ -8,8 +8,11 @@ use std::time::Duration;
 use crate::auth::Authorizer;
 use crate::config::{CorsOrigins, LimitsConfig};
 use crate::metadata::Metadata;
-use crate::services::{BlobService, ManagementService, ManifestService, UploadService};
+use crate::services::{
+    BlobService, CacheService, ManagementService, ManifestService, UploadService,
+};
 use crate::storage::Storage;
+use crate::upstream::Upstream;
 
 /// Shared, cheaply cloned application state.
 #[derive(Debug, Clone)]
@@ -20,6 +23,9 @@ pub struct AppState {
     pub blobs: BlobService,
     pub uploads: UploadService,
     pub manifests: ManifestService,
+    /// Pulls (manifest and blob `GET`/`HEAD`), through the pull-through cache when
+    /// `UPSTREAMS_FILE` names upstreams.
+    pub cache: CacheService,
     /// The management API's operations.
     pub management: ManagementService,
     /// Who may do what: every request is checked against it (see `http::auth_layer`).
@@ -35,6 +41,7 @@ impl AppState {
     pub fn new(
         metadata: Metadata,
         storage: Arc<dyn Storage>,
+        upstreams: Vec<Upstream>,
         auth: Authorizer,
         cors_origins: CorsOrigins,
         limits: LimitsConfig,
@@ -45,6 +52,12 @@ impl AppState {
             storage: storage.clone(),
             blobs: BlobService::new(metadata.clone(), storage.clone()),
             uploads: UploadService::new(metadata.clone(), storage.clone()),
+            cache: CacheService::new(
+                metadata.clone(),
+                storage.clone(),
+                upstreams,
+                u64::try_from(limits.manifest_max_bytes).unwrap_or(u64::MAX),
+            ),
             management: ManagementService::new(metadata.clone(), storage),
             manifests: ManifestService::new(metadata),
             auth,

@@ -53,6 +53,7 @@
 //! after the link's last refresh). Blob rows keep their creation time: an unlinked
 //! blob is reached again only by an upload, which takes the blob lock (step 2).
 
+mod cache_evict;
 mod gc;
 mod index;
 mod project_storage;
@@ -67,6 +68,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use registry_common::config::JobsConfig;
+use registry_common::config::UpstreamConfig;
 use registry_common::metadata::Metadata;
 use registry_common::storage::Storage;
 pub use report::{JobError, JobReport};
@@ -77,6 +79,8 @@ pub struct JobContext {
     pub metadata: Metadata,
     pub storage: Arc<dyn Storage>,
     pub config: JobsConfig,
+    /// The pull-through cache's upstreams (`UPSTREAMS_FILE`), for `cache-evict`.
+    pub upstreams: Vec<Arc<UpstreamConfig>>,
 }
 
 impl JobContext {
@@ -90,6 +94,7 @@ impl JobContext {
 pub enum Job {
     Migrate,
     IndexManifests,
+    CacheEvict,
     BlobGc,
     UploadCleanup,
     ProjectStorage,
@@ -97,9 +102,10 @@ pub enum Job {
 }
 
 impl Job {
-    pub const ALL: [Job; 6] = [
+    pub const ALL: [Job; 7] = [
         Job::Migrate,
         Job::IndexManifests,
+        Job::CacheEvict,
         Job::BlobGc,
         Job::UploadCleanup,
         Job::ProjectStorage,
@@ -110,6 +116,7 @@ impl Job {
         match self {
             Job::Migrate => "migrate",
             Job::IndexManifests => "index-manifests",
+            Job::CacheEvict => "cache-evict",
             Job::BlobGc => "blob-gc",
             Job::UploadCleanup => "upload-cleanup",
             Job::ProjectStorage => "project-storage",
@@ -129,6 +136,7 @@ pub async fn run(job: Job, ctx: &JobContext) -> Result<Vec<JobReport>, JobError>
         Job::RunAll => &[
             Job::Migrate,
             Job::IndexManifests,
+            Job::CacheEvict,
             Job::BlobGc,
             Job::UploadCleanup,
             Job::ProjectStorage,
@@ -160,6 +168,7 @@ async fn run_one(job: Job, ctx: &JobContext) -> Result<JobReport, JobError> {
                 source,
             })?,
         Job::IndexManifests => index::run(ctx, &mut report).await?,
+        Job::CacheEvict => cache_evict::run(ctx, &mut report).await?,
         Job::BlobGc => gc::run(ctx, &mut report).await?,
         Job::UploadCleanup => upload_cleanup::run(ctx, &mut report).await?,
         Job::ProjectStorage => project_storage::run(ctx, &mut report).await?,
@@ -204,6 +213,8 @@ mod tests {
                 [
                     ("migrate", 0, 0, 0),
                     ("index-manifests", 0, 0, 0),
+                    // No upstreams: nothing to evict.
+                    ("cache-evict", 0, 0, 0),
                     // The loose link and blob, then the orphan object.
                     ("blob-gc", 3, 5 + 6, 0),
                     ("upload-cleanup", 0, 0, 0),

@@ -69,6 +69,7 @@ async fn run(
         metadata: metadata.clone(),
         storage: open_storage(&config.storage, &backends).await?,
         config: config.jobs,
+        upstreams: config.upstreams.upstreams.clone(),
     };
     let result = registry_jobs::run(job, &ctx).await;
     metadata.close().await;

@@ -77,6 +77,7 @@ pub(crate) async fn engines(config: JobsConfig) -> Vec<Engine> {
                 metadata,
                 storage,
                 config: config.clone(),
+                upstreams: Vec::new(),
             },
             _dir: dir,
             _db: db,

@@ -29,6 +29,7 @@ pub fn start(state: &AppState, config: JobsConfig) {
         metadata: state.metadata.clone(),
         storage: state.storage.clone(),
         config,
+        upstreams: state.cache.upstreams(),
     };
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);

@@ -66,6 +66,7 @@ async fn setups(config: JobsConfig) -> Vec<Setup> {
                 metadata,
                 storage,
                 config: config.clone(),
+                upstreams: Vec::new(),
             },
             _dir: dir,
             _db: db,
@@ -182,6 +183,7 @@ async fn every_job_succeeds_on_an_empty_database() {
             [
                 "migrate",
                 "index-manifests",
+                "cache-evict",
                 "blob-gc",
                 "upload-cleanup",
                 "project-storage"

@@ -326,6 +326,11 @@ pub fn jobs_bin() -> PathBuf {
 
 /// Runs one job of the jobs binary on the registry's data; asserts it succeeded.
 pub async fn run_job(reg: &Registry, job: &str) {
+    run_job_with(reg, job, &[]).await;
+}
+
+/// [`run_job`] with more environment variables (e.g. `UPSTREAMS_FILE`).
+pub async fn run_job_with(reg: &Registry, job: &str, env: &[(&str, &str)]) {
     let bin = jobs_bin();
     assert!(bin.exists(), "jobs binary not found at {}", bin.display());
     let out = tokio::process::Command::new(bin)
@@ -334,6 +339,8 @@ pub async fn run_job(reg: &Registry, job: &str) {
         .env("DATA_DIR", reg.data_dir())
         .env("DATABASE_URL", database_url(reg))
         .env("LOG_LEVEL", "warn")
+        .envs(reg.storage_env())
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("run the jobs binary");

@@ -88,8 +88,9 @@ fn gcs_env() -> Vec<(String, String)> {
     env
 }
 
-/// The S3 server takes any key pair (it does not check signatures); the SDK reads these from
-/// the environment, as it would real keys.
+/// The access key is the one the S3 server made at its start (`S3_TEST_ACCESS_KEY_ID`,
+/// `S3_TEST_SECRET_ACCESS_KEY`; `scripts/s3-server.sh credentials`), which it checks every
+/// signature against; the SDK reads them from the environment, as it would real keys.
 fn s3_env() -> Vec<(String, String)> {
     let endpoint = std::env::var("S3_TEST_ENDPOINT")
         .expect("TEST_STORAGE=s3 needs S3_TEST_ENDPOINT (scripts/s3-server.sh start)");
@@ -103,12 +104,22 @@ fn s3_env() -> Vec<(String, String)> {
         ("S3_FORCE_PATH_STYLE", "true".to_owned()),
         ("S3_PREFIX", prefix),
         ("S3_REDIRECT_DOWNLOADS", redirected_downloads().to_string()),
-        ("AWS_ACCESS_KEY_ID", "registry-test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "registry-test-secret".to_owned()),
+        ("AWS_ACCESS_KEY_ID", s3_test_key("S3_TEST_ACCESS_KEY_ID")),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            s3_test_key("S3_TEST_SECRET_ACCESS_KEY"),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
+}
+
+/// A part of the S3 server's access key, from the environment the test command set.
+pub fn s3_test_key(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("TEST_STORAGE=s3 needs {name} (scripts/s3-server.sh credentials)")
+    })
 }
 
 /// Whether blob downloads answer 307 to the store: with `TEST_STORAGE=gcs`, when
@@ -309,6 +320,19 @@ impl Registry {
     /// Absolute URL for a path starting with `/`.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The byte store's settings the registry was started with (`TEST_STORAGE`), for a job
+    /// that must work on the same store.
+    pub fn storage_env(&self) -> Vec<(String, String)> {
+        self.env
+            .iter()
+            .filter(|(k, _)| {
+                ["STORAGE_BACKEND", "BUCKET_NAME"].contains(&k.as_str())
+                    || ["GCS_", "S3_", "AWS_"].iter().any(|p| k.starts_with(p))
+            })
+            .cloned()
+            .collect()
     }
 
     /// The data directory the registry was started with.

@@ -29,8 +29,15 @@ async fn open_session(reg: &Registry, repo: &str) -> String {
         .to_owned()
 }
 
+/// A `PATCH` on a connection of its own: a racing one that loses is answered `416` before its
+/// body is read, and the server then closes the connection, which a pooled client could
+/// otherwise hand to the next request (a `BrokenPipe` there, seen under load).
 async fn patch(reg: &Registry, location: &str, start: usize, bytes: &[u8]) -> reqwest::Response {
-    reg.client
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    client
         .patch(reg.url(location))
         .header("Content-Type", "application/octet-stream")
         .header(

@@ -3,6 +3,7 @@
 
 pub mod blob_pull;
 pub mod blob_push;
+pub mod cache_pull;
 pub mod cold_start;
 pub mod images;
 pub mod limits;

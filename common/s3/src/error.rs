@@ -12,7 +12,7 @@ pub(crate) enum S3Error {
     #[error("{object} not found")]
     NotFound { object: String },
     /// The service answered with an error (after the SDK's retries).
-    #[error("{operation} {object}: HTTP {status} {code}: {message}")]
+    #[error("{operation} {object}: HTTP {status}{}", detail(code, message))]
     Service {
         operation: &'static str,
         object: String,
@@ -42,6 +42,16 @@ pub(crate) enum S3Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// ` Code: message` of a service error, or nothing when the answer had no body (`HEAD`).
+fn detail(code: &str, message: &str) -> String {
+    match (code.is_empty(), message.is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => format!(" {code}"),
+        (true, false) => format!(": {message}"),
+        (false, false) => format!(" {code}: {message}"),
+    }
 }
 
 impl S3Error {
@@ -139,14 +149,80 @@ impl From<S3Error> for StorageError {
 /// Why the S3 backend could not be set up at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// The start-up check of the bucket failed: wrong bucket, credentials or endpoint.
-    #[error(
-        "S3 bucket {bucket} at {endpoint} is not usable (check S3_BUCKET, S3_ENDPOINT, S3_REGION and the AWS credentials)"
-    )]
+    /// The start-up check of the bucket (`HeadBucket`) failed; [`Problem`] says why, and so
+    /// which settings to look at.
+    #[error("S3 bucket {bucket} at {endpoint}: {problem}")]
     Bucket {
         bucket: String,
         endpoint: String,
+        problem: Problem,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// What the start-up check of the bucket ran into, by the service's answer (or its absence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// `403`: the signature or the key was refused, or the key may not use the bucket.
+    Credentials,
+    /// `404`: no such bucket at that endpoint.
+    NoBucket,
+    /// `301`: the bucket lives in another region than the one signed for.
+    Region,
+    /// No answer (connection refused, name unknown, timed out), after the SDK's retries.
+    Unreachable,
+    /// No request could be made, typically because no credentials were found.
+    NoRequest,
+    /// Any other answer.
+    Other(Option<u16>),
+}
+
+impl Problem {
+    /// Classifies the SDK's error of the check.
+    pub(crate) fn of<E>(error: &SdkError<E, HttpResponse>) -> Self {
+        match error {
+            SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
+                match error.raw_response().map(|r| r.status().as_u16()) {
+                    Some(403) => Problem::Credentials,
+                    Some(404) => Problem::NoBucket,
+                    Some(301) => Problem::Region,
+                    status => Problem::Other(status),
+                }
+            }
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Problem::Unreachable,
+            _ => Problem::NoRequest,
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Credentials => f.write_str(
+                "the credentials were refused (HTTP 403): check AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY (or AWS_SESSION_TOKEN, AWS_PROFILE, the instance role) \
+                 and that the key may use the bucket",
+            ),
+            Problem::NoBucket => f.write_str(
+                "no such bucket (HTTP 404): check S3_BUCKET, and S3_ENDPOINT and S3_REGION",
+            ),
+            Problem::Region => f.write_str(
+                "the bucket is in another region (HTTP 301): check S3_REGION (or AWS_REGION)",
+            ),
+            Problem::Unreachable => f.write_str(
+                "no answer from the endpoint (unreachable or timed out): check S3_ENDPOINT",
+            ),
+            Problem::NoRequest => f.write_str(
+                "no request could be made (no credentials found?): check AWS_ACCESS_KEY_ID \
+                 and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, the instance role) and S3_ENDPOINT",
+            ),
+            Problem::Other(status) => {
+                if let Some(status) = status {
+                    write!(f, "HTTP {status}: ")?;
+                }
+                f.write_str("check S3_BUCKET, S3_ENDPOINT, S3_REGION and the AWS credentials")
+            }
+        }
+    }
 }

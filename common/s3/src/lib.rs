@@ -58,8 +58,9 @@
 //! Throttling and unreachable servers are retried by the SDK (standard mode,
 //! [`storage`]); what still fails becomes `StorageError::Unavailable`, a `503` with
 //! `Retry-After` for the client. The start checks the bucket with `HeadBucket`: a missing
-//! bucket, wrong credentials or an unreachable endpoint stop it with a message naming the
-//! variables to check (exit status 2).
+//! bucket (404), refused credentials (403), a wrong region (301) or an unreachable endpoint
+//! stop it with a message naming the cause ([`Problem`]) and the variables to check (exit
+//! status 2); it never falls back to another store.
 //!
 //! # Clean-up
 //! `list_blobs` and `list_uploads` list by prefix with `ListObjectsV2`; deletes go in
@@ -73,7 +74,7 @@ mod plan;
 mod storage;
 mod write;
 
-pub use error::OpenError;
+pub use error::{OpenError, Problem};
 pub use plan::PART_SIZE;
 pub use registry_common::config::{S3Config, StaticCredentials};
 pub use storage::S3Storage;

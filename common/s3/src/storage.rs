@@ -21,7 +21,7 @@ use registry_common::storage::{
 use tokio::sync::Semaphore;
 
 use crate::S3Config;
-use crate::error::{OpenError, S3Error};
+use crate::error::{OpenError, Problem, S3Error};
 
 /// Attempts per S3 request, the first included: the SDK's standard retry mode retries
 /// throttling (`SlowDown`, 503, 429) and transient errors with exponential backoff and full
@@ -118,6 +118,7 @@ impl S3Storage {
             Err(e) => Err(OpenError::Bucket {
                 bucket: self.bucket.clone(),
                 endpoint: self.endpoint.clone(),
+                problem: Problem::of(&e),
                 source: Box::new(S3Error::sdk("checking bucket", &self.bucket, e)),
             }),
         }

@@ -286,6 +286,23 @@ async fn a_bucket_that_cannot_be_used_stops_the_start() {
         "{message}"
     );
 
+    let registry_s3::OpenError::Bucket { problem, .. } = &error;
+    assert_eq!(*problem, registry_s3::Problem::NoBucket, "{message}");
+
+    // The server checks signatures: a wrong secret is refused, and the message says so.
+    let mut config = support::config();
+    if let Some(keys) = config.static_credentials.as_mut() {
+        keys.secret_access_key = "not-the-secret".into();
+    }
+    let error = registry_s3::S3Storage::new(config).await.unwrap_err();
+    let message = registry_common::error::ErrorChain(&error).to_string();
+    assert!(
+        message.contains("credentials were refused") && message.contains("AWS_SECRET_ACCESS_KEY"),
+        "{message}"
+    );
+    let registry_s3::OpenError::Bucket { problem, .. } = &error;
+    assert_eq!(*problem, registry_s3::Problem::Credentials, "{message}");
+
     let mut config = support::config();
     config.endpoint = Some("http://127.0.0.1:9".into());
     let error = registry_s3::S3Storage::new(config).await.unwrap_err();
@@ -294,4 +311,6 @@ async fn a_bucket_that_cannot_be_used_stops_the_start() {
         message.contains("127.0.0.1:9") && message.contains("S3_ENDPOINT"),
         "{message}"
     );
+    let registry_s3::OpenError::Bucket { problem, .. } = &error;
+    assert_eq!(*problem, registry_s3::Problem::Unreachable, "{message}");
 }

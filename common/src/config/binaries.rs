@@ -4,7 +4,7 @@
 
 use super::{
     ApiConfig, AuthConfig, ConfigError, DbConfig, JobsConfig, LimitsConfig, LogConfig,
-    ServerConfig, StorageConfig, Vars,
+    ServerConfig, StorageConfig, UpstreamsConfig, Vars,
 };
 
 /// A Cloud Run service binary: `blob`, `manifest`, `upload` or `api`.
@@ -17,6 +17,8 @@ pub struct ServiceConfig {
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub api: ApiConfig,
+    /// The pull-through cache's upstreams (`UPSTREAMS_FILE`).
+    pub upstreams: UpstreamsConfig,
 }
 
 impl ServiceConfig {
@@ -34,6 +36,7 @@ impl ServiceConfig {
             limits: LimitsConfig::from_vars(vars)?,
             log: LogConfig::from_vars(vars)?,
             api: ApiConfig::from_vars(vars)?,
+            upstreams: UpstreamsConfig::from_vars(vars)?,
             server,
             auth,
         })
@@ -73,6 +76,8 @@ pub struct JobsBinaryConfig {
     pub db: DbConfig,
     pub log: LogConfig,
     pub jobs: JobsConfig,
+    /// The upstreams (`UPSTREAMS_FILE`): their size caps drive the cache's eviction.
+    pub upstreams: UpstreamsConfig,
 }
 
 impl JobsBinaryConfig {
@@ -87,6 +92,7 @@ impl JobsBinaryConfig {
             db: DbConfig::from_vars(vars)?,
             log: LogConfig::from_vars(vars)?,
             jobs: JobsConfig::from_vars(vars)?,
+            upstreams: UpstreamsConfig::from_vars(vars)?,
         })
     }
 

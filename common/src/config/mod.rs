@@ -18,6 +18,7 @@ mod server;
 mod storage;
 #[cfg(test)]
 mod tests;
+mod upstreams;
 mod vars;
 
 pub use api::{ApiConfig, CorsOrigins};
@@ -28,4 +29,7 @@ pub use s3::{S3Config, StaticCredentials};
 pub use secret::Secret;
 pub use server::{LimitsConfig, LogConfig, ServerConfig};
 pub use storage::{DbConfig, GcsConfig, StorageBackend, StorageConfig};
+pub use upstreams::{
+    DEFAULT_TAG_TTL_SECS, UPSTREAMS_FILE, UpstreamConfig, UpstreamCredentials, UpstreamsConfig,
+};
 pub use vars::{ConfigError, Vars};

@@ -26,6 +26,49 @@ pub struct ReferencePath(pub Reference);
 #[derive(Debug, Clone)]
 pub struct WriteReferencePath(pub Reference);
 
+/// containerd's `?ns=<registry host>` on requests to a mirror: which upstream registry the
+/// client means (see `services::cache::sources`). Absent or empty: none.
+#[derive(Debug, Clone, Default)]
+pub struct MirrorNamespace(pub Option<String>);
+
+impl MirrorNamespace {
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for MirrorNamespace {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ns = parts.uri.query().and_then(|query| {
+            query.split('&').find_map(|pair| {
+                let value = pair.strip_prefix("ns=")?;
+                percent_decoded(value).filter(|v| !v.is_empty())
+            })
+        });
+        Ok(MirrorNamespace(ns))
+    }
+}
+
+/// A query value, percent-decoded (`+` is not a space in a host name).
+fn percent_decoded(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// `{id}` of `/blobs/uploads/<id>`.
 #[derive(Debug, Clone)]
 pub struct UploadIdPath(pub UploadId);

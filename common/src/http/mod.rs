@@ -19,7 +19,7 @@ pub mod service_main;
 mod token;
 
 pub use body::{body_stream, content_length, content_type, read_limited};
-pub use extract::{DigestPath, ReferencePath, UploadIdPath, WriteReferencePath};
+pub use extract::{DigestPath, MirrorNamespace, ReferencePath, UploadIdPath, WriteReferencePath};
 pub use layers::{registry_app, registry_fallbacks};
 pub use oci_error::{OciCode, RegistryError};
 pub use route::{Endpoint, HEALTHZ_PATH, INTERNAL_PREFIX, RegistryRoute, Repo, TOKEN_PATH};

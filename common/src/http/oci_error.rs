@@ -12,7 +12,7 @@ use crate::metadata::MetadataError;
 use crate::oci::{
     DigestError, InvalidManifest, NameError, ReferenceError, TagError, UploadIdError,
 };
-use crate::services::{BlobError, ManifestError, SessionAt, UploadError};
+use crate::services::{BlobError, CacheError, ManifestError, SessionAt, UploadError};
 use crate::storage::StorageError;
 
 /// Error codes of the distribution spec, plus the few that distribution added and clients know.
@@ -367,6 +367,43 @@ impl From<ManifestError> for RegistryError {
             )
             .with_status(StatusCode::CONFLICT),
             ManifestError::Metadata(e) => e.into(),
+        }
+    }
+}
+
+impl From<CacheError> for RegistryError {
+    fn from(e: CacheError) -> Self {
+        match e {
+            CacheError::Blob(e) => e.into(),
+            CacheError::Manifest(e) => e.into(),
+            // Retryable: what is cached is served; this was not, and the upstream is down.
+            CacheError::UpstreamUnavailable { upstream } => RegistryError::new(
+                OciCode::Unavailable,
+                format!("upstream registry {upstream} is unavailable and this content is not cached; retry later"),
+            )
+            .with_header(http::header::RETRY_AFTER, "10")
+            .with_detail(serde_json::json!({ "upstream": upstream })),
+            CacheError::UpstreamDenied { upstream } => RegistryError::new(
+                OciCode::Denied,
+                format!("upstream registry {upstream} denied access to this repository"),
+            )
+            .with_detail(serde_json::json!({ "upstream": upstream })),
+            CacheError::UpstreamInvalid { upstream, reason } => {
+                tracing::warn!(upstream, reason, "invalid answer from an upstream");
+                RegistryError::new(
+                    OciCode::Unavailable,
+                    format!("upstream registry {upstream} sent an invalid answer; retry later"),
+                )
+                .with_status(StatusCode::BAD_GATEWAY)
+                .with_detail(serde_json::json!({ "upstream": upstream }))
+            }
+            CacheError::ReadOnly { name, upstream } => RegistryError::new(
+                OciCode::Unsupported,
+                format!("repository {name} is a read-only cache of upstream registry {upstream}; push elsewhere"),
+            )
+            .with_detail(serde_json::json!({ "repository": name.as_str(), "upstream": upstream })),
+            CacheError::Metadata(e) => e.into(),
+            CacheError::Storage(e) => e.into(),
         }
     }
 }

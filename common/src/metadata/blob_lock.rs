@@ -18,8 +18,8 @@ use crate::oci::{Digest, RepositoryName, UploadId};
 /// A transaction holding one digest's lock until it commits or is dropped.
 #[derive(Debug)]
 pub struct BlobLock {
-    tx: Transaction<'static, Any>,
-    digest: String,
+    pub(super) tx: Transaction<'static, Any>,
+    pub(super) digest: String,
 }
 
 impl Metadata {

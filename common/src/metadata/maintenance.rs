@@ -257,7 +257,8 @@ impl Metadata {
         Ok(row.map(|(size, at)| (from_db_size(size), at)))
     }
 
-    /// Manifests without any reference row, after `after` in (repository, digest) order.
+    /// Manifests without any reference row (a cached one whose content is all still upstream
+    /// has pending ones instead), after `after` in (repository, digest) order.
     pub async fn manifests_without_references(
         &self,
         after: Option<(i64, &str)>,
@@ -271,6 +272,8 @@ impl Metadata {
                  WHERE mb.repository_id = m.repository_id AND mb.manifest_digest = m.digest) \
              AND NOT EXISTS (SELECT 1 FROM manifest_children mc \
                  WHERE mc.repository_id = m.repository_id AND mc.manifest_digest = m.digest) \
+             AND NOT EXISTS (SELECT 1 FROM cache_pending_refs p \
+                 WHERE p.repository_id = m.repository_id AND p.manifest_digest = m.digest) \
              ORDER BY m.repository_id, m.digest LIMIT $3",
         )
         .bind(after_id)

@@ -301,7 +301,9 @@ impl Metadata {
     }
 }
 
-fn stored((digest, media_type, payload): StoredRow) -> Result<StoredManifest, MetadataError> {
+pub(super) fn stored(
+    (digest, media_type, payload): StoredRow,
+) -> Result<StoredManifest, MetadataError> {
     Ok(StoredManifest {
         digest: stored_digest(&digest)?,
         media_type: stored_media_type(&media_type)?,
@@ -335,11 +337,11 @@ fn check(
 
 /// Sizes of the blobs linked to a repository among a list of digests: `$1` the repository,
 /// then the digests.
-const LINKED_BLOB_SIZES: &str = "SELECT l.digest, b.size FROM repository_blobs l \
+pub(super) const LINKED_BLOB_SIZES: &str = "SELECT l.digest, b.size FROM repository_blobs l \
      JOIN blobs b ON b.digest = l.digest WHERE l.repository_id = $1 AND l.digest IN ";
 
 /// Sizes of a repository's manifests among a list of digests.
-const MANIFEST_SIZES: &str =
+pub(super) const MANIFEST_SIZES: &str =
     "SELECT digest, size FROM manifests WHERE repository_id = $1 AND digest IN ";
 
 /// Descriptors per statement: one statement per manifest in practice, and far below the
@@ -362,7 +364,7 @@ fn distinct_digests(descriptors: &[Descriptor]) -> Vec<String> {
 
 /// The stored sizes of the described digests present in the repository, by digest, in as
 /// few statements as the list takes (`query` ends with `IN `, the list follows).
-async fn sizes_of(
+pub(super) async fn sizes_of(
     tx: &mut Transaction<'static, Any>,
     query: &str,
     repository_id: i64,
@@ -391,38 +393,59 @@ async fn insert_manifest(
     manifest: &NewManifest<'_>,
     tag: Option<&Tag>,
 ) -> Result<(), sqlx::Error> {
-    let now = now_millis();
+    insert_manifest_row(tx, repository_id, manifest).await?;
     let digest = manifest.digest.to_string();
+    insert_references(tx, repository_id, &digest, manifest.parsed).await?;
+    if let Some(tag) = tag {
+        set_tag(tx, repository_id, tag, &digest, now_millis()).await?;
+    }
+    Ok(())
+}
+
+/// The manifest's row (an existing one stays as it is).
+pub(super) async fn insert_manifest_row(
+    tx: &mut Transaction<'static, Any>,
+    repository_id: i64,
+    manifest: &NewManifest<'_>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, \
          annotations, size, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
          ON CONFLICT (repository_id, digest) DO NOTHING",
     )
     .bind(repository_id)
-    .bind(&digest)
+    .bind(manifest.digest.to_string())
     .bind(manifest.media_type)
     .bind(manifest.parsed.artifact_type.clone())
     .bind(manifest.parsed.subject.as_ref().map(ToString::to_string))
     .bind(manifest.parsed.annotations.clone())
     .bind(to_db_size(manifest.payload.len() as u64))
     .bind(manifest.payload.to_vec())
+    .bind(now_millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Points the tag at the manifest (creating or moving it).
+pub(super) async fn set_tag(
+    tx: &mut Transaction<'static, Any>,
+    repository_id: i64,
+    tag: &Tag,
+    digest: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO tags (repository_id, name, manifest_digest, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $4) ON CONFLICT (repository_id, name) \
+         DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+    )
+    .bind(repository_id)
+    .bind(tag.as_str())
+    .bind(digest)
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    insert_references(tx, repository_id, &digest, manifest.parsed).await?;
-    if let Some(tag) = tag {
-        sqlx::query(
-            "INSERT INTO tags (repository_id, name, manifest_digest, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (repository_id, name) \
-             DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
-        )
-        .bind(repository_id)
-        .bind(tag.as_str())
-        .bind(&digest)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    }
     Ok(())
 }
 
@@ -455,7 +478,7 @@ pub(crate) async fn insert_references(
 
 /// Rows `(repository_id, manifest_digest, <column>)` of `table` for each distinct described
 /// digest, in multi-row statements; existing rows stay.
-async fn insert_pairs(
+pub(super) async fn insert_pairs(
     tx: &mut Transaction<'static, Any>,
     table: &str,
     column: &str,

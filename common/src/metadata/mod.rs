@@ -8,6 +8,7 @@
 
 mod blob_lock;
 mod blobs;
+mod cache;
 mod maintenance;
 mod management;
 mod manifests;
@@ -24,6 +25,7 @@ use crate::config::DbConfig;
 
 pub use blob_lock::BlobLock;
 pub use blobs::{Deletion, LINK_USE_REFRESH};
+pub use cache::{CachedManifest, EvictionCandidate, TaggedManifest};
 pub use maintenance::{Indexed, LinkRef, ManifestRow, StaleUpload, cutoff};
 pub use management::{ManifestSummaryRow, RepositoryRow, TagRow, UploadParts};
 pub use manifests::{ManifestPut, NewManifest, ReferrerRow, StoredManifest};

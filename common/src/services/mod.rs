@@ -1,10 +1,11 @@
 //! Domain logic: what each registry operation means, over the metadata layer and storage.
 //! Services speak the domain only: typed arguments, typed results and one error enum each
-//! (`BlobError`, `UploadError`, `ManifestError`, `ManagementError`), no HTTP. The HTTP layer
+//! (`BlobError`, `UploadError`, `ManifestError`, `CacheError`, `ManagementError`), no HTTP. The HTTP layer
 //! maps those errors once (its `oci_error` module for the distribution API, the `api`
 //! crate's envelope for management). Handlers call services, services never call handlers.
 
 mod blob_service;
+pub mod cache;
 pub mod management_model;
 mod management_service;
 mod manifest_service;
@@ -12,6 +13,7 @@ mod page;
 pub mod upload_service;
 
 pub use blob_service::{BlobAnswer, BlobError, BlobRead, BlobService, RangeSpec};
+pub use cache::{CacheError, CacheService};
 pub use management_service::{ManagementError, ManagementService};
 pub use manifest_service::{ManifestError, ManifestService, PushedManifest};
 pub use page::Page;

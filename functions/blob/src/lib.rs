@@ -11,7 +11,7 @@ use http::header::{
     ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, LOCATION,
 };
 use registry_common::http::headers::{self, DOCKER_CONTENT_DIGEST};
-use registry_common::http::{DigestPath, Endpoint, RegistryError, Repo};
+use registry_common::http::{DigestPath, Endpoint, MirrorNamespace, RegistryError, Repo};
 use registry_common::oci::Digest;
 use registry_common::services::{BlobAnswer, BlobRead};
 use registry_common::state::AppState;
@@ -40,27 +40,31 @@ fn blob_headers(digest: &Digest, length: u64) -> [(http::HeaderName, String); 5]
     ]
 }
 
-/// `HEAD /v2/<name>/blobs/<digest>`: existence and size, without touching the bytes.
+/// `HEAD /v2/<name>/blobs/<digest>`: existence and size, without touching the bytes (for a
+/// blob not cached yet, the upstream's answer; nothing is fetched).
 async fn head_blob(
     State(state): State<AppState>,
     Repo(name): Repo,
     DigestPath(digest): DigestPath,
+    ns: MirrorNamespace,
 ) -> Result<Response, RegistryError> {
-    let size = state.blobs.size(&name, &digest).await?;
+    let size = state.cache.blob_size(&name, &digest, ns.as_deref()).await?;
     Ok((StatusCode::OK, blob_headers(&digest, size)).into_response())
 }
 
 /// `GET /v2/<name>/blobs/<digest>`: the bytes, or one range of them, or a 307 to the
-/// storage backend's signed URL.
+/// storage backend's signed URL; through the pull-through cache.
 async fn get_blob(
     State(state): State<AppState>,
     Repo(name): Repo,
     DigestPath(digest): DigestPath,
+    ns: MirrorNamespace,
     headers: HeaderMap,
 ) -> Result<Response, RegistryError> {
+    let range = headers::range(&headers);
     let answer = state
-        .blobs
-        .get(&name, &digest, headers::range(&headers))
+        .cache
+        .blob(&name, &digest, range, ns.as_deref())
         .await?;
     Ok(match answer {
         // The signed URL honours `Range` itself; clients follow the redirect with it.

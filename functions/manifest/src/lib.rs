@@ -19,8 +19,8 @@ use registry_common::auth::Caller;
 use registry_common::http::RegistryError;
 use registry_common::http::headers::DOCKER_CONTENT_DIGEST;
 use registry_common::http::{
-    DigestPath, Endpoint, ReferencePath, Repo, TOKEN_PATH, WriteReferencePath, content_type,
-    read_limited, token_endpoint,
+    DigestPath, Endpoint, MirrorNamespace, ReferencePath, Repo, TOKEN_PATH, WriteReferencePath,
+    content_type, read_limited, token_endpoint,
 };
 use registry_common::metadata::StoredManifest;
 use registry_common::oci::manifest::OCI_INDEX;
@@ -73,24 +73,32 @@ fn manifest_headers(manifest: &StoredManifest) -> [(HeaderName, String); 4] {
     ]
 }
 
-/// `GET /v2/<name>/manifests/<reference>`.
+/// `GET /v2/<name>/manifests/<reference>` (through the pull-through cache).
 async fn get_manifest(
     State(state): State<AppState>,
     Repo(name): Repo,
     ReferencePath(reference): ReferencePath,
+    ns: MirrorNamespace,
 ) -> Result<Response, RegistryError> {
-    let manifest = state.manifests.get(&name, &reference).await?;
+    let manifest = state
+        .cache
+        .manifest(&name, &reference, ns.as_deref())
+        .await?;
     let headers = manifest_headers(&manifest);
     Ok((StatusCode::OK, headers, manifest.payload).into_response())
 }
 
-/// `HEAD /v2/<name>/manifests/<reference>`.
+/// `HEAD /v2/<name>/manifests/<reference>` (through the pull-through cache).
 async fn head_manifest(
     State(state): State<AppState>,
     Repo(name): Repo,
     ReferencePath(reference): ReferencePath,
+    ns: MirrorNamespace,
 ) -> Result<Response, RegistryError> {
-    let manifest = state.manifests.get(&name, &reference).await?;
+    let manifest = state
+        .cache
+        .manifest(&name, &reference, ns.as_deref())
+        .await?;
     Ok((StatusCode::OK, manifest_headers(&manifest)).into_response())
 }
 
@@ -102,6 +110,7 @@ async fn put_manifest(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RegistryError> {
+    state.cache.refuse_writes(&name)?;
     let limit = state.limits.manifest_max_bytes;
     let body = read_limited(&headers, body, limit, state.body_idle_timeout).await?;
     let pushed = state
@@ -198,6 +207,7 @@ async fn referrers(
     State(state): State<AppState>,
     Repo(name): Repo,
     DigestPath(digest): DigestPath,
+    ns: MirrorNamespace,
     query: Result<Query<ReferrersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, RegistryError> {
     let artifact_type = query
@@ -205,8 +215,8 @@ async fn referrers(
         .and_then(|Query(q)| q.artifact_type)
         .filter(|t| !t.is_empty());
     let index = state
-        .manifests
-        .referrers(&name, &digest, artifact_type.as_deref())
+        .cache
+        .referrers(&name, &digest, artifact_type.as_deref(), ns.as_deref())
         .await?;
     let mut response = (
         StatusCode::OK,

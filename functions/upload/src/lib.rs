@@ -99,6 +99,7 @@ async fn start_upload(
     body: Body,
 ) -> Result<Response, RegistryError> {
     let Query(query) = query.map_err(bad_query)?;
+    state.cache.refuse_writes(&name)?;
     if let Some(mount) = &query.mount {
         let digest = Digest::parse(mount)?;
         if mounted(&state, &caller, &name, query.from.as_deref(), &digest).await? {

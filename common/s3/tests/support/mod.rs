@@ -1,10 +1,11 @@
 //! What the S3 tests share: a real S3 server over HTTP, and a storage isolated per test.
 //!
 //! `S3_TEST_ENDPOINT` names a running server (bucket `S3_TEST_BUCKET`, default
-//! `registry-test`), as the test command provides. Unset, the first test of a binary starts
-//! one with `scripts/s3-server.sh serve` on a loopback address and port of its own; it stops
-//! when the test process exits (its standard input closes). Each test writes under a prefix
-//! of its own.
+//! `registry-test`; access key `S3_TEST_ACCESS_KEY_ID` and `S3_TEST_SECRET_ACCESS_KEY`), as
+//! the test command provides. Unset, the first test of a binary starts one with
+//! `scripts/s3-server.sh serve` on a loopback address and port of its own, which prints the
+//! endpoint and the access key it made; it stops when the test process exits (its standard
+//! input closes). Each test writes under a prefix of its own.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
@@ -23,6 +24,8 @@ use registry_s3::{S3Config, S3Storage, StaticCredentials};
 pub struct Server {
     pub endpoint: String,
     pub bucket: String,
+    /// The access key the server knows (it checks signatures).
+    pub keys: StaticCredentials,
 }
 
 static SERVER: OnceLock<Server> = OnceLock::new();
@@ -32,7 +35,20 @@ pub fn server() -> &'static Server {
     SERVER.get_or_init(|| {
         let bucket = std::env::var("S3_TEST_BUCKET").unwrap_or_else(|_| "registry-test".into());
         if let Ok(endpoint) = std::env::var("S3_TEST_ENDPOINT") {
-            return Server { endpoint, bucket };
+            let var = |name: &str| {
+                std::env::var(name).unwrap_or_else(|_| {
+                    panic!("S3_TEST_ENDPOINT needs {name} (scripts/s3-server.sh credentials)")
+                })
+            };
+            let keys = StaticCredentials {
+                access_key_id: var("S3_TEST_ACCESS_KEY_ID"),
+                secret_access_key: var("S3_TEST_SECRET_ACCESS_KEY"),
+            };
+            return Server {
+                endpoint,
+                bucket,
+                keys,
+            };
         }
         let pid = std::process::id();
         let address = format!("127.2.{}.{}", (pid >> 8) & 0xff, pid & 0xff);
@@ -45,20 +61,37 @@ pub fn server() -> &'static Server {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let mut line = String::new();
         let stdout = child.stdout.take().expect("piped stdout");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("reading the server's endpoint");
-        let endpoint = line.trim().to_owned();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut next = || {
+            lines
+                .next()
+                .and_then(Result::ok)
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        };
+        let endpoint = next();
         assert!(
             endpoint.starts_with("http://"),
             "the S3 server did not start (see the messages of scripts/s3-server.sh above); \
              start one yourself and set S3_TEST_ENDPOINT to what `scripts/s3-server.sh start` \
              prints"
         );
+        // `S3_TEST_ACCESS_KEY_ID=…` then `S3_TEST_SECRET_ACCESS_KEY=…`.
+        let mut value = || next().split_once('=').map(|(_, v)| v.to_owned());
+        let (Some(access_key_id), Some(secret_access_key)) = (value(), value()) else {
+            panic!("scripts/s3-server.sh serve printed no access key");
+        };
         *SERVER_PROCESS.lock().expect("server lock") = Some(child);
-        Server { endpoint, bucket }
+        Server {
+            endpoint,
+            bucket,
+            keys: StaticCredentials {
+                access_key_id,
+                secret_access_key,
+            },
+        }
     })
 }
 
@@ -70,10 +103,7 @@ pub fn config() -> S3Config {
     config.region = "us-east-1".into();
     config.force_path_style = true;
     config.prefix = format!("test-{}/", uuid::Uuid::new_v4().simple());
-    config.static_credentials = Some(StaticCredentials {
-        access_key_id: "test".into(),
-        secret_access_key: "test".into(),
-    });
+    config.static_credentials = Some(server.keys.clone());
     config
 }
 
