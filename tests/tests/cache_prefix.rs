@@ -396,6 +396,12 @@ async fn the_registry_itself_is_the_upstream_of_another_one() {
         head.header("content-length"),
         Some(layer.bytes.len().to_string().as_str())
     );
+    let layer_path = format!("/v2/team/app/blobs/{}", layer.digest);
+    assert_eq!(
+        dist.settled_count_ok("GET", &layer_path).await,
+        0,
+        "a HEAD fetches nothing"
+    );
     let got = get_blob(&second, repo, &layer.digest).await;
     assert_eq!(got.status, 200);
     assert_body(&got, &layer.bytes, "the blob through two caches");
