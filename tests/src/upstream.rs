@@ -219,6 +219,18 @@ impl Distribution {
         self.token.as_ref()
     }
 
+    /// The file where distribution keeps the bytes of `digest` (blobs and manifests alike),
+    /// for a test that corrupts what the upstream serves.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("distribution.log")
     }
