@@ -6,7 +6,7 @@
 
 use registry_tests::clients::ACCEPT_MANIFESTS;
 use registry_tests::daemons::Dockerd;
-use registry_tests::oci_layout::Image;
+use registry_tests::oci_layout::{Image, MultiArch};
 use registry_tests::upstream::{Distribution, Flavour, Upstreams, assert_body};
 use registry_tests::{Registry, Reply, assert_error_in, send};
 
@@ -139,4 +139,45 @@ async fn local_repositories_win_over_the_mirror() {
     let asked = dist.requests("GET", "/v2/library/alpine/").len()
         + dist.requests("HEAD", "/v2/library/alpine/").len();
     assert_eq!(asked, 0, "the upstream was asked for a local repository");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_pull_is_stored_under_the_upstreams_prefix_and_docker_picks_its_platform() {
+    let mut dist = Distribution::start(Flavour::Htpasswd).await;
+    let multi = MultiArch::generate(&["amd64", "arm64"], 204);
+    dist.push_multi_arch("library/redis", "7", &multi).await;
+    let mut upstreams = Upstreams::new();
+    upstreams.add(
+        "hub",
+        &dist,
+        serde_json::json!({"prefix": "cache/hub", "host": "docker.io", "fallback": true}),
+    );
+    let reg = upstreams.start_registry().await;
+    let dockerd = Dockerd::start_with_mirrors(&[&reg.url("")]).await;
+
+    docker_pull(&dockerd, &reg, "redis:7").await;
+    let (amd64, arm64) = (&multi.images[0], &multi.images[1]);
+    assert_eq!(
+        image_id(&dockerd, "redis:7").await,
+        amd64.config.digest,
+        "docker's platform"
+    );
+    dist.settled_count_ok("GET", "/v2/").await;
+    let arm64_layer = format!("/v2/library/redis/blobs/{}", arm64.layers[0].digest);
+    assert_eq!(
+        dist.requests("GET", &arm64_layer).len(),
+        0,
+        "the other platform stays upstream"
+    );
+
+    // Stored under the prefix: served from there with the upstream down.
+    dist.stop();
+    let reply = get_manifest(&reg, "/v2/cache/hub/library/redis/manifests/7").await;
+    assert_body(&reply, &multi.index.bytes, "the index under the prefix");
+    let path = format!(
+        "/v2/cache/hub/library/redis/manifests/{}",
+        amd64.manifest.digest
+    );
+    let reply = get_manifest(&reg, &path).await;
+    assert_body(&reply, &amd64.manifest.bytes, "the platform docker pulled");
 }

@@ -100,6 +100,18 @@ async fn skopeo_pulls_through_the_prefix_and_a_second_pull_asks_upstream_for_no_
     assert_body(&by_digest, &image.manifest.bytes, "the manifest by digest");
     let layer = get_blob(&reg, "cache/dist/team/app", &image.layers[0].digest).await;
     assert_body(&layer, &image.layers[0].bytes, "the layer");
+    // Cached content is ordinary content: listed like pushed content.
+    let tags = send(reg.client.get(reg.url("/v2/cache/dist/team/app/tags/list"))).await;
+    assert_eq!(tags.status, 200, "{}", tags.text());
+    assert_eq!(tags.json()["tags"], serde_json::json!(["1.0"]));
+    let catalog = send(reg.client.get(reg.url("/v2/_catalog"))).await;
+    assert!(
+        catalog.json()["repositories"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|n| n == "cache/dist/team/app")),
+        "{}",
+        catalog.text()
+    );
     upstreams.assert_no_secret_in("the registry log", &reg.log());
 }
 
@@ -422,4 +434,33 @@ async fn the_registry_itself_is_the_upstream_of_another_one() {
         &image.layers[1].bytes,
         "the blob in the first cache",
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_docker_hub_prefix_puts_one_component_names_under_library() {
+    let dist = Distribution::start(Flavour::Open).await;
+    let alpine = Image::generate("amd64", 111, &[10 << 10]);
+    dist.push_image("library/alpine", Some("3"), &alpine).await;
+    let mut upstreams = Upstreams::new();
+    // distribution standing in for Docker Hub: named by its host.
+    upstreams.add(
+        "hub",
+        &dist,
+        serde_json::json!({"prefix": "cache/hub", "host": "docker.io"}),
+    );
+    let reg = upstreams.start_registry().await;
+
+    let reply = get_manifest(&reg, "cache/hub/alpine", "3").await;
+    assert_body(
+        &reply,
+        &alpine.manifest.bytes,
+        "cache/hub/alpine:3 is library/alpine:3",
+    );
+    let reply = get_manifest(&reg, "cache/hub/library/alpine", "3").await;
+    assert_body(
+        &reply,
+        &alpine.manifest.bytes,
+        "and so is cache/hub/library/alpine:3",
+    );
+    assert_eq!(dist.requests("GET", "/v2/alpine/").len(), 0);
 }
