@@ -220,3 +220,84 @@ async fn a_token_of_the_upstream_is_reused_for_the_requests_of_its_scope() {
     );
     upstreams.assert_no_secret_in("the registry log", &reg.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_of_an_uncached_manifest_answers_and_a_ttl_of_zero_asks_every_time() {
+    let dist = Distribution::start(Flavour::Open).await;
+    let image = Image::generate("amd64", 606, &[10 << 10]);
+    dist.push_image("team/app", Some("1"), &image).await;
+    let mut upstreams = Upstreams::new();
+    upstreams.add(
+        "dist",
+        &dist,
+        serde_json::json!({"prefix": "cache/dist", "tag_ttl_secs": 0}),
+    );
+    let reg = upstreams.start_registry().await;
+    let path = "/v2/cache/dist/team/app/manifests/1";
+
+    // docker resolves a tag with a HEAD first: on a miss it answers as a GET would.
+    let head = send(
+        reg.client
+            .head(reg.url(path))
+            .header("Accept", ACCEPT_MANIFESTS),
+    )
+    .await;
+    assert_eq!(head.status, 200, "HEAD of an uncached manifest");
+    assert_eq!(
+        head.header("docker-content-digest"),
+        Some(image.manifest.digest.as_str())
+    );
+    assert_eq!(
+        head.header("content-length"),
+        Some(image.manifest.bytes.len().to_string().as_str())
+    );
+    for _ in 0..2 {
+        assert_body(
+            &get(&reg, path).await,
+            &image.manifest.bytes,
+            "the manifest",
+        );
+    }
+    let tag = "/v2/team/app/manifests/1";
+    let asked = dist.settled_count_ok("HEAD", tag).await + dist.count_ok("GET", tag);
+    assert!(
+        asked >= 3,
+        "with a TTL of 0 every pull asks: {:?}",
+        dist.access_log()
+    );
+    assert!(
+        dist.count_ok("GET", tag) <= 1,
+        "by HEAD, the tag unchanged: {:?}",
+        dist.access_log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_allow_list_bounds_a_prefix() {
+    let dist = Distribution::start(Flavour::Open).await;
+    let image = Image::generate("amd64", 607, &[10 << 10]);
+    dist.push_image("team/app", Some("1"), &image).await;
+    dist.push_image("other/app", Some("1"), &image).await;
+    let mut upstreams = Upstreams::new();
+    upstreams.add(
+        "dist",
+        &dist,
+        serde_json::json!({"prefix": "cache/dist", "repositories": ["team/*"]}),
+    );
+    let reg = upstreams.start_registry().await;
+    let reply = get(&reg, "/v2/cache/dist/team/app/manifests/1").await;
+    assert_body(&reply, &image.manifest.bytes, "an allowed repository");
+    let reply = get(&reg, "/v2/cache/dist/other/app/manifests/1").await;
+    assert!(
+        matches!(reply.status, 403 | 404),
+        "outside the allow-list: {} {}",
+        reply.status,
+        reply.text()
+    );
+    registry_tests::assert_client_error(&reply);
+    assert_eq!(
+        dist.requests("GET", "/v2/other/").len(),
+        0,
+        "never asked upstream"
+    );
+}

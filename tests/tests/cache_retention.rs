@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use registry_tests::api::run_job_with;
+use registry_tests::api::{Api, run_job_with};
 use registry_tests::auth::{ALICE, AuthFiles, BOB, Skopeo};
 use registry_tests::clients::ACCEPT_MANIFESTS;
 use registry_tests::oci_layout::{self, Blob, Image, MultiArch};
@@ -229,4 +229,31 @@ async fn pulling_through_a_prefix_needs_pull_on_its_project() {
         "anonymous blob through the public prefix",
     );
     upstreams.assert_no_secret_in("the registry log", &reg.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_content_counts_in_project_storage() {
+    let dist = Distribution::start(Flavour::Open).await;
+    let image = Image::generate("amd64", 506, &[40 << 10, 20 << 10]);
+    dist.push_image("team/app", Some("1"), &image).await;
+    let (reg, upstreams) = cache_of(&dist).await;
+    let skopeo = Skopeo::new();
+    let got = pull(&skopeo, &reg, "cache/dist/team/app:1", "app", None).await;
+    assert_eq!(got.expect("pull through the prefix"), image.digests());
+
+    let env = upstreams.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    run_job_with(&reg, "project-storage", &env).await;
+    let counted = Api::anonymous(&reg)
+        .call("getProjectStorage", serde_json::json!({"project": "cache"}))
+        .await
+        .ok();
+    let size: usize = std::iter::once(&image.config)
+        .chain(&image.layers)
+        .map(|b| b.bytes.len())
+        .sum();
+    assert_eq!(
+        counted["size"], size,
+        "the cached blobs of the prefix's project: {counted}"
+    );
 }
