@@ -57,10 +57,26 @@ ensure_skopeo() {
     log "$(skopeo --version)"
 }
 
+# The cache suites (tests/tests/cache_*.rs) start distribution (Debian's docker-registry) as
+# their upstream, each on a free port with a configuration of its own; the package's own
+# service (on :5000, htpasswd from /etc/docker/registry) is stopped and disabled so nothing of
+# the machine answers there.
+disable_system_registry() {
+    [[ -e /lib/systemd/system/docker-registry.service || -e /etc/init.d/docker-registry ]] ||
+        return 0
+    if command -v systemctl >/dev/null 2>&1; then
+        as_root systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
+    if [[ -x /etc/init.d/docker-registry ]]; then
+        as_root /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
+    fi
+}
+
 # The real clients of the client suites (tests/tests/clients_*.rs): Debian's docker.io
-# (dockerd and its CLI), containerd (ctr), podman and buildah; the oras and Helm SDKs and
-# python-dxf from PyPI in a venv under the target directory (CLIENTS_PYTHON names its python),
-# the npm @snyk/docker-registry-v2-client beside it (CLIENTS_NODE_PATH), all at pinned versions.
+# (dockerd and its CLI), containerd (ctr), podman, buildah and docker-registry (distribution,
+# the cache suites' upstream); the oras and Helm SDKs and python-dxf from PyPI in a venv under
+# the target directory (CLIENTS_PYTHON names its python), the npm
+# @snyk/docker-registry-v2-client beside it (CLIENTS_NODE_PATH), all at pinned versions.
 # The suites start dockerd and containerd themselves, in temporary directories. Prints one line
 # per client with its version. kaniko has no Debian or PyPI package, so no suite drives it.
 CLIENTS_PIP=("oras==0.2.43" "helm-python-sdk==0.2.2" "python-dxf==12.1.1")
@@ -72,9 +88,11 @@ ensure_clients() {
     command -v podman >/dev/null 2>&1 || missing+=(podman)
     command -v buildah >/dev/null 2>&1 || missing+=(buildah)
     python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+    command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
     if [[ ${#missing[@]} -gt 0 ]]; then
         apt_install "${missing[@]}"
     fi
+    disable_system_registry
     local venv="${CARGO_TARGET_DIR:-$PWD/target}/clients-venv"
     if [[ "$(cat "$venv/pins" 2>/dev/null)" != "${CLIENTS_PIP[*]}" ]]; then
         log "python venv $venv: ${CLIENTS_PIP[*]}"
@@ -99,6 +117,7 @@ ensure_clients() {
     log "client: podman $(podman --version | sed "$version")"
     log "client: buildah $(buildah --version | sed "$version")"
     log "client: skopeo $(skopeo --version | sed "$version")"
+    log "client: distribution $(docker-registry --version | awk '{print $3}') (Debian docker-registry, the cache suites' upstream)"
     log "client: oras (Python SDK) $("$CLIENTS_PYTHON" -c \
         'import importlib.metadata as m; print(m.version("oras"))')"
     log "client: helm-python-sdk $("$CLIENTS_PYTHON" -c \

@@ -181,8 +181,38 @@ pub struct Dockerd {
     dir: tempfile::TempDir,
 }
 
+/// What a [`Dockerd`] is configured with beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct DockerdOptions {
+    /// `registry-mirrors`: URLs (`http://127.0.0.1:<port>`) docker asks before Docker Hub.
+    pub mirrors: Vec<String>,
+    /// `insecure-registries`: `host:port`s spoken to over plain HTTP.
+    pub insecure: Vec<String>,
+}
+
 impl Dockerd {
     pub async fn start() -> Dockerd {
+        Dockerd::start_with(DockerdOptions::default()).await
+    }
+
+    /// A dockerd whose Docker Hub pulls go to `mirrors` first (each also an insecure
+    /// registry, as loopback registries speak plain HTTP).
+    pub async fn start_with_mirrors(mirrors: &[&str]) -> Dockerd {
+        let insecure = mirrors
+            .iter()
+            .map(|url| {
+                let host = url.split_once("://").map_or(*url, |(_, rest)| rest);
+                host.trim_end_matches('/').to_owned()
+            })
+            .collect();
+        Dockerd::start_with(DockerdOptions {
+            mirrors: mirrors.iter().map(|m| (*m).to_owned()).collect(),
+            insecure,
+        })
+        .await
+    }
+
+    pub async fn start_with(options: DockerdOptions) -> Dockerd {
         let program = require("dockerd", "apt-get install docker.io");
         // The CLI of the same package as the daemon (Debian puts dockerd in /usr/sbin and
         // docker in /usr/bin), not another one earlier on PATH.
@@ -197,8 +227,16 @@ impl Dockerd {
         for sub in ["config", "home", "tmp"] {
             std::fs::create_dir(root.join(sub)).expect("create docker dir");
         }
-        // An empty daemon configuration: the machine's /etc/docker/daemon.json is not read.
-        std::fs::write(root.join("daemon.json"), "{}").expect("write daemon.json");
+        // A configuration of its own: the machine's /etc/docker/daemon.json is not read.
+        let mut config = serde_json::Map::new();
+        if !options.mirrors.is_empty() {
+            config.insert("registry-mirrors".into(), options.mirrors.into());
+        }
+        if !options.insecure.is_empty() {
+            config.insert("insecure-registries".into(), options.insecure.into());
+        }
+        let config = serde_json::Value::Object(config).to_string();
+        std::fs::write(root.join("daemon.json"), config).expect("write daemon.json");
         std::fs::write(root.join("config/config.json"), "{}").expect("write config.json");
         let at = |name: &str| root.join(name).display().to_string();
         let args: Vec<String> = vec![

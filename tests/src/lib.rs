@@ -21,6 +21,7 @@ pub mod daemons;
 pub mod database;
 pub mod oci_layout;
 pub mod services;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -185,7 +186,7 @@ pub fn registry_bin() -> PathBuf {
 /// kernel may give it to any outgoing connection (a client, a database pool) of a loaded
 /// machine, so the registry would fail with "Address already in use". Below the range only
 /// another test can take it; the start differs per process and per call.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const LOW: u32 = 20_000;
     const SPAN: u32 = 12_000;
