@@ -201,6 +201,25 @@ fn an_unreachable_endpoint_stops_the_start_naming_s3_endpoint() {
 }
 
 #[test]
+fn no_credentials_at_all_stop_the_start_naming_the_credentials() {
+    let env: Vec<(String, String)> = s3_env()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("AWS_"))
+        // No instance metadata to ask either (it would be tried, and time out, first).
+        .chain([("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned())])
+        .collect();
+    let stderr = start_fails(&env);
+    assert_mentions(
+        &stderr,
+        &[
+            "no credentials found",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        ],
+    );
+}
+
+#[test]
 fn a_missing_s3_bucket_setting_stops_the_start() {
     let env: Vec<(String, String)> = s3_env()
         .into_iter()
