@@ -1,10 +1,11 @@
 //! The registry binary against an S3 server that checks every signature (scripts/s3-server.sh:
-//! moto with access control on): a configuration it cannot use — a wrong secret key, a bucket
-//! that does not exist, an endpoint nobody answers on — stops the start with exit status 2
-//! and a message naming the cause and the variables to check, never falling back to the
-//! filesystem; and a blob download answers 307 to a presigned URL that the server honours,
-//! while the same URL with its signature or its key altered is refused (so the skopeo suite
-//! on S3 shows that clients follow URLs signed for real).
+//! moto with access control on): a configuration it cannot use — a wrong secret key, no
+//! credentials at all, a bucket that does not exist, an endpoint nobody answers on, no
+//! `S3_BUCKET` — stops the start with exit status 2 and a message naming the cause and the
+//! variables to check, never falling back to the filesystem; and a blob download answers 307
+//! to a presigned URL that the server honours, while the same URL with its signature or its
+//! key altered is refused (so the skopeo suite on S3 shows that clients follow URLs signed for
+//! real).
 //!
 //! The server is the one at `S3_TEST_ENDPOINT` (with `S3_TEST_ACCESS_KEY_ID` and
 //! `S3_TEST_SECRET_ACCESS_KEY`, as the test command exports them); unset, this binary starts
@@ -198,6 +199,30 @@ fn an_unreachable_endpoint_stops_the_start_naming_s3_endpoint() {
     // Nothing listens on the discard port of this loopback address.
     let stderr = start_fails(&s3_env_with(&[("S3_ENDPOINT", "http://127.0.0.1:9")]));
     assert_mentions(&stderr, &["http://127.0.0.1:9", "no answer", "S3_ENDPOINT"]);
+}
+
+#[test]
+fn no_credentials_at_all_stop_the_start_naming_the_credentials() {
+    let env: Vec<(String, String)> = s3_env()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("AWS_"))
+        // No instance metadata to ask either (it would be tried, and time out, first).
+        .chain([("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned())])
+        .collect();
+    let stderr = start_fails(&env);
+    assert_mentions(
+        &stderr,
+        &[
+            "no request could be made",
+            "no credentials found",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        ],
+    );
+    assert!(
+        !stderr.contains("no answer from the endpoint"),
+        "missing credentials are not an unreachable endpoint: {stderr}"
+    );
 }
 
 #[test]

@@ -190,7 +190,12 @@ impl Problem {
                     status => Problem::Other(status),
                 }
             }
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Problem::Unreachable,
+            // A connection that failed or timed out; the SDK reports a credential chain that
+            // found nothing as a dispatch failure too, but of the "other" kind.
+            SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
+                Problem::Unreachable
+            }
+            SdkError::TimeoutError(_) => Problem::Unreachable,
             _ => Problem::NoRequest,
         }
     }

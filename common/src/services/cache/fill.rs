@@ -4,9 +4,10 @@
 //! the bytes arrive; a lease whose holder died expires and is taken over). The holder's task
 //! streams the upstream's body into a part object of its own while hashing it and handing each
 //! chunk to the client that asked ([`Tee`]): nothing is held whole in memory, and a client that
-//! goes away does not stop the fill, so its bytes are not fetched again. The client's body ends
-//! only after the bytes are verified (size and digest) and recorded; a fill that fails ends it
-//! with an error, so the client never takes a cut-off or wrong blob for a whole one.
+//! goes away does not stop the fill, so its bytes are not fetched again. The last chunk is held
+//! back until the bytes are verified (size and digest) and recorded: a client reading to the
+//! declared length has a verified blob, and a fill that fails breaks the body instead (an
+//! error where the last chunk would be), so no client takes a wrong blob for a whole one.
 //!
 //! The blob becomes visible as any upload's does: assembled from its part, then recorded under
 //! the digest's lock (which garbage collection also takes), after the object is checked to be
@@ -127,6 +128,7 @@ impl Filler {
             hasher: DigestHasher::new(digest.algorithm()),
             client: Some(PollSender::new(client)),
             unsent: None,
+            held: None,
         };
         let written = self.storage.put_part(&part, &mut tee).await;
         let parts = [part];
@@ -160,7 +162,14 @@ impl Filler {
         if let Err(e) = self.storage.delete_parts(&parts).await {
             tracing::warn!(%digest, error = %crate::error::ErrorChain(&e), "deleting a cache fill's part");
         }
-        // The tee's sender goes here: the client's body ends after the row is committed.
+        // Verified and recorded: the last chunk goes, and then the body ends. (On failure the
+        // caller sends an error in its place.)
+        if result.is_ok()
+            && let (Some(last), Some(client)) = (tee.held.take(), tee.client.take())
+            && let Some(sender) = client.get_ref()
+        {
+            let _ = sender.send(Ok(last)).await;
+        }
         drop(tee);
         result
     }
@@ -179,6 +188,9 @@ struct Tee {
     client: Option<PollSender<std::io::Result<Bytes>>>,
     /// A chunk passed to storage but not yet to the client.
     unsent: Option<Bytes>,
+    /// The latest chunk, held back from the client until the next one arrives, and the last
+    /// one until the blob is verified.
+    held: Option<Bytes>,
 }
 
 impl Tee {
@@ -222,7 +234,7 @@ impl Stream for Tee {
             Poll::Ready(Some(Ok(chunk))) => {
                 this.hasher.update(&chunk);
                 if this.client.is_some() {
-                    this.unsent = Some(chunk.clone());
+                    this.unsent = this.held.replace(chunk.clone());
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
