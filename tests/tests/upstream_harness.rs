@@ -22,7 +22,11 @@ async fn serves_fixtures(flavour: Flavour) {
     let subject = Image::generate("arm64", 13, &[16 << 10]);
     dist.push_image("team/signed", Some("3.0"), &subject).await;
     let referrer = dist.push_referrer("team/signed", &subject, 14).await;
-    assert_eq!(dist.count_ok("PUT", "/v2/team/plain/manifests/"), 1);
+    assert_eq!(
+        dist.settled_count_ok("PUT", "/v2/team/plain/manifests/")
+            .await,
+        1
+    );
     assert_eq!(dist.count_ok("PUT", "/v2/team/multi/manifests/"), 3);
 
     let skopeo = Skopeo::new();
@@ -186,9 +190,14 @@ async fn stopped_distribution_comes_back_with_its_data() {
     let after = dist.get_manifest("team/app", "v1").await;
     assert_eq!(after.status, 200, "{}", after.text());
     assert_eq!(after.body, image.manifest.bytes);
-    assert_eq!(dist.count_ok("GET", "/v2/team/app/manifests/v1"), 2);
+    assert_eq!(
+        dist.settled_count_ok("GET", "/v2/team/app/manifests/v1")
+            .await,
+        2
+    );
     let blob = dist.get_blob("team/app", &image.layers[0].digest).await;
     assert_eq!(blob.body, image.layers[0].bytes);
+    dist.settled_count_ok("GET", "/v2/team/app/blobs/").await;
     let layers: BTreeSet<String> = dist
         .requests("GET", "/v2/team/app/blobs/")
         .iter()
