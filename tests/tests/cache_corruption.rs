@@ -96,3 +96,34 @@ async fn a_corrupted_upstream_blob_is_neither_served_whole_nor_stored() {
         "the blob once the upstream serves it right",
     );
 }
+
+/// The same with clients waiting on one fetch, on two instances: none of them takes the wrong
+/// bytes as a complete 200 (the ones waiting are served from storage, where nothing went).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_waiting_on_a_corrupted_fetch_get_no_complete_200_either() {
+    let dist = Distribution::start(Flavour::Open).await;
+    let big = dist.push_big_image("team/big", "1", 8, 611).await;
+    let (reg, _upstreams) = cache_of(&dist).await;
+    let peer = reg.start_peer().await;
+    let manifest = get(&reg, "/v2/cache/dist/team/big/manifests/1").await;
+    assert_body(&manifest, &big.manifest.bytes, "the manifest");
+    let good = corrupt(&dist.blob_file(&big.layer_digest));
+    let path = format!("/v2/cache/dist/team/big/blobs/{}", big.layer_digest);
+
+    let outcomes = futures_util::future::join_all((0..6).map(|i| {
+        let reg = if i % 2 == 0 { &reg } else { &peer };
+        try_stream(reg, &path)
+    }))
+    .await;
+    for (i, (status, body)) in outcomes.iter().enumerate() {
+        assert!(
+            *status != 200 || body.is_err(),
+            "client {i}: {status}, complete body {body:?}, want the blob {}",
+            big.layer_digest
+        );
+    }
+    std::fs::write(dist.blob_file(&big.layer_digest), good).expect("repair");
+    let (status, body) = try_stream(&peer, &path).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, Ok((big.layer_size, big.layer_digest.clone())));
+}
