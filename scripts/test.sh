@@ -65,7 +65,9 @@ disable_system_registry() {
     [[ -e /lib/systemd/system/docker-registry.service || -e /etc/init.d/docker-registry ]] ||
         return 0
     if command -v systemctl >/dev/null 2>&1; then
-        as_root systemctl disable --now docker-registry >/dev/null 2>&1 || true
+        # Apart: `--now` fails as a whole where systemd is not running (a container).
+        as_root systemctl disable docker-registry >/dev/null 2>&1 || true
+        as_root systemctl stop docker-registry >/dev/null 2>&1 || true
     fi
     if [[ -x /etc/init.d/docker-registry ]]; then
         as_root /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
