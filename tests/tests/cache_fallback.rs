@@ -184,3 +184,41 @@ async fn the_allow_list_bounds_what_the_fallback_looks_up() {
         "outside the allow-list"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_pushed_here_over_a_copied_in_one_stays_local_past_the_ttl() {
+    let dist = Distribution::start(Flavour::Open).await;
+    let upstream = Image::generate("amd64", 310, &[10 << 10]);
+    dist.push_image("team/app", Some("1"), &upstream).await;
+    let mut upstreams = Upstreams::new();
+    upstreams.add(
+        "old",
+        &dist,
+        serde_json::json!({"fallback": true, "tag_ttl_secs": 1}),
+    );
+    let reg = upstreams.start_registry().await;
+
+    let reply = get_manifest(&reg, "team/app", "1").await;
+    assert_body(&reply, &upstream.manifest.bytes, "copied in");
+    let pushed = reg.push_image("team/app", "1", &[11 << 10]).await;
+    let asked = |d: &Distribution| {
+        d.requests("HEAD", "/v2/team/app/manifests/1").len()
+            + d.requests("GET", "/v2/team/app/manifests/1").len()
+    };
+    let before = asked(&dist);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for _ in 0..2 {
+        let reply = get_manifest(&reg, "team/app", "1").await;
+        assert_body(
+            &reply,
+            &pushed.manifest,
+            "the tag pushed here, past the TTL",
+        );
+    }
+    dist.settled_count_ok("HEAD", "/v2/").await;
+    assert_eq!(
+        asked(&dist),
+        before,
+        "a local tag is not revalidated upstream"
+    );
+}

@@ -301,3 +301,42 @@ async fn the_allow_list_bounds_a_prefix() {
         "never asked upstream"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_server_refusing_the_credentials_is_a_403_naming_the_upstream() {
+    let dist = Distribution::start(Flavour::Token).await;
+    let image = Image::generate("amd64", 608, &[10 << 10]);
+    dist.push_image("team/app", Some("1"), &image).await;
+    let mut upstreams = Upstreams::new();
+    upstreams.add_url(
+        "tokened",
+        &dist.base_url(),
+        Some(("puller", "not-the-password-7")),
+        serde_json::json!({"prefix": "cache/tokened"}),
+    );
+    let reg = upstreams.start_registry().await;
+    let reply = get(&reg, "/v2/cache/tokened/team/app/manifests/1").await;
+    assert_error(&reply, 403, "DENIED");
+    assert!(
+        reply.text().contains("tokened"),
+        "names the upstream: {}",
+        reply.text()
+    );
+    assert!(
+        reply
+            .header("www-authenticate")
+            .is_none_or(|c| !c.contains("/token")),
+        "the upstream's challenge reached the client"
+    );
+    upstreams.assert_no_secret_in("the 403", &reply.text());
+    upstreams.assert_no_secret_in("the registry log", &reg.log());
+    let token = dist.token_server().expect("token server");
+    assert!(
+        token
+            .requested_scopes()
+            .iter()
+            .any(|s| s == "repository:team/app:pull"),
+        "the cache asked the token server: {:?}",
+        token.requested_scopes()
+    );
+}
