@@ -301,7 +301,7 @@ run_tests() {
         --test conformance_pull --test conformance_push --test conformance_manifests \
         --test conformance_discovery --test conformance_errors --test robustness \
         --test robustness_http --test skopeo --test postgres --test upstream_client \
-        --test cache_registry "$@" 2>&1 |
+        --test cache_registry --test cache_prefix "$@" 2>&1 |
         tee -a "$output" || status=$?
     # S3 with the embedded SQLite metadata (one instance): pushes, pulls and skopeo.
     log "cargo test -p registry-tests (TEST_STORAGE=s3, SQLite) $*"
@@ -313,8 +313,8 @@ run_tests() {
     log "cargo test -p registry-tests (TEST_TOPOLOGY=services TEST_METADATA=postgres) $*"
     TEST_TOPOLOGY=services TEST_METADATA=postgres cargo test -p registry-tests --no-fail-fast \
         --test conformance_pull --test conformance_push --test conformance_manifests \
-        --test conformance_discovery --test conformance_errors --test skopeo "$@" 2>&1 |
-        tee -a "$output" || status=$?
+        --test conformance_discovery --test conformance_errors --test skopeo --test cache_prefix \
+        "$@" 2>&1 | tee -a "$output" || status=$?
     # Deployment files, offline: Terraform parsed and checked against the provider schema, the
     # URL map against the route table, env vars against the README, checkov, hadolint; and the
     # Dockerfile builder stage's cargo command run here (a release build of every binary).

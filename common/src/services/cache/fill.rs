@@ -133,7 +133,9 @@ impl Filler {
         let written = self.storage.put_part(&part, &mut tee).await;
         let parts = [part];
         let result = async {
-            let size = written.map_err(|e| CacheError::fill(upstream, e.to_string()))?;
+            let size = written.map_err(|e| {
+                CacheError::fill(upstream, crate::error::ErrorChain(&e).to_string())
+            })?;
             if size != fetched.size {
                 return Err(CacheError::fill(
                     upstream,
