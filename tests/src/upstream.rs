@@ -24,7 +24,10 @@ use std::time::{Duration, Instant};
 
 use crate::{Reply, send};
 
-pub use cache::{Streamed, Upstreams, assert_body, stream_digest};
+pub use cache::{
+    Streamed, Upstreams, assert_body, get_accepting_manifests, prefix_cache_of, stream_digest,
+    try_stream,
+};
 pub use fixtures::{BigImage, Referrer};
 pub use token::TokenServer;
 

@@ -8,58 +8,19 @@ use std::time::Duration;
 
 use registry_tests::clients::ACCEPT_MANIFESTS;
 use registry_tests::oci_layout::Image;
-use registry_tests::upstream::{Distribution, Flavour, Upstreams, assert_body, stream_digest};
-use registry_tests::{Registry, Reply, assert_error, send, sha256_digest};
+use registry_tests::upstream::{
+    Distribution, Flavour, Upstreams, assert_body, get_accepting_manifests, prefix_cache_of,
+    stream_digest, try_stream,
+};
+use registry_tests::{assert_error, send, sha256_digest};
 use sha2::{Digest as _, Sha256};
-
-async fn cache_of(dist: &Distribution) -> (Registry, Upstreams) {
-    let mut upstreams = Upstreams::new();
-    upstreams.add("dist", dist, serde_json::json!({"prefix": "cache/dist"}));
-    let reg = upstreams.start_registry().await;
-    (reg, upstreams)
-}
-
-async fn get(reg: &Registry, path: &str) -> Reply {
-    send(
-        reg.client
-            .get(reg.url(path))
-            .header("Accept", ACCEPT_MANIFESTS),
-    )
-    .await
-}
-
-/// How a GET ended: its status, and the size and digest of a body read to its end, or why
-/// the body broke.
-async fn try_stream(reg: &Registry, path: &str) -> (u16, Result<(u64, String), String>) {
-    let mut resp = reg
-        .client
-        .get(reg.url(path))
-        .send()
-        .await
-        .expect("send GET");
-    let status = resp.status().as_u16();
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                size += chunk.len() as u64;
-                hasher.update(&chunk);
-            }
-            Ok(None) => break,
-            Err(e) => return (status, Err(format!("broke after {size} bytes: {e}"))),
-        }
-    }
-    let digest = format!("sha256:{}", registry_tests::hex(&hasher.finalize()));
-    (status, Ok((size, digest)))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_that_does_not_hash_to_its_digest_is_a_502() {
     let dist = Distribution::start(Flavour::Open).await;
     let image = Image::generate("amd64", 602, &[8 << 10]);
     dist.push_image("team/app", Some("1"), &image).await;
-    let (reg, _upstreams) = cache_of(&dist).await;
+    let (reg, _upstreams) = prefix_cache_of(&dist, serde_json::json!({})).await;
     // Still JSON, still an image manifest: one hex digit of the config's digest changed.
     let file = dist.blob_file(&image.manifest.digest);
     let text = String::from_utf8(std::fs::read(&file).expect("read")).expect("JSON text");
@@ -69,7 +30,7 @@ async fn a_manifest_that_does_not_hash_to_its_digest_is_a_502() {
     std::fs::write(&file, bad).expect("corrupt the manifest");
 
     for reference in [image.manifest.digest.as_str(), "1"] {
-        let reply = get(
+        let reply = get_accepting_manifests(
             &reg,
             &format!("/v2/cache/dist/team/app/manifests/{reference}"),
         )
@@ -87,8 +48,8 @@ async fn a_manifest_that_does_not_hash_to_its_digest_is_a_502() {
 async fn an_upstream_killed_mid_blob_leaves_nothing_half_stored() {
     let mut dist = Distribution::start(Flavour::Open).await;
     let big = dist.push_big_image("team/big", "1", 96, 603).await;
-    let (reg, _upstreams) = cache_of(&dist).await;
-    let manifest = get(&reg, "/v2/cache/dist/team/big/manifests/1").await;
+    let (reg, _upstreams) = prefix_cache_of(&dist, serde_json::json!({})).await;
+    let manifest = get_accepting_manifests(&reg, "/v2/cache/dist/team/big/manifests/1").await;
     assert_body(&manifest, &big.manifest.bytes, "the manifest");
     let path = format!("/v2/cache/dist/team/big/blobs/{}", big.layer_digest);
 
@@ -155,7 +116,7 @@ async fn a_range_of_an_uncached_blob_is_the_right_slice() {
     let dist = Distribution::start(Flavour::Htpasswd).await;
     let image = Image::generate("amd64", 604, &[300 << 10]);
     dist.push_image("team/app", Some("1"), &image).await;
-    let (reg, _upstreams) = cache_of(&dist).await;
+    let (reg, _upstreams) = prefix_cache_of(&dist, serde_json::json!({})).await;
     let layer = &image.layers[0];
     let path = format!("/v2/cache/dist/team/app/blobs/{}", layer.digest);
     let reply = send(
@@ -169,7 +130,7 @@ async fn a_range_of_an_uncached_blob_is_the_right_slice() {
         reply.body == layer.bytes[1000..2000],
         "the bytes of the range"
     );
-    let whole = get(&reg, &path).await;
+    let whole = get_accepting_manifests(&reg, &path).await;
     assert_body(&whole, &layer.bytes, "the whole blob after the range");
     assert_eq!(sha256_digest(&whole.body), layer.digest);
 }
@@ -179,7 +140,7 @@ async fn a_token_of_the_upstream_is_reused_for_the_requests_of_its_scope() {
     let dist = Distribution::start(Flavour::Token).await;
     let image = Image::generate("amd64", 605, &[10 << 10, 10 << 10, 10 << 10]);
     dist.push_image("team/app", Some("1"), &image).await;
-    let (reg, upstreams) = cache_of(&dist).await;
+    let (reg, upstreams) = prefix_cache_of(&dist, serde_json::json!({})).await;
     let repo = "/v2/cache/dist/team/app";
 
     let token = dist.token_server().expect("token server");
@@ -190,7 +151,7 @@ async fn a_token_of_the_upstream_is_reused_for_the_requests_of_its_scope() {
             .filter(|s| *s == "repository:team/app:pull")
             .count()
     };
-    let manifest = get(&reg, &format!("{repo}/manifests/1")).await;
+    let manifest = get_accepting_manifests(&reg, &format!("{repo}/manifests/1")).await;
     assert_body(&manifest, &image.manifest.bytes, "the manifest");
     assert_eq!(
         pulls(),
@@ -203,13 +164,13 @@ async fn a_token_of_the_upstream_is_reused_for_the_requests_of_its_scope() {
     let mut blobs = std::iter::once(&image.config).chain(&image.layers);
     let first = blobs.next().expect("the config");
     assert_body(
-        &get(&reg, &format!("{repo}/blobs/{}", first.digest)).await,
+        &get_accepting_manifests(&reg, &format!("{repo}/blobs/{}", first.digest)).await,
         &first.bytes,
         "a blob",
     );
     let after_first = pulls();
     for blob in blobs {
-        let reply = get(&reg, &format!("{repo}/blobs/{}", blob.digest)).await;
+        let reply = get_accepting_manifests(&reg, &format!("{repo}/blobs/{}", blob.digest)).await;
         assert_body(&reply, &blob.bytes, "a blob");
     }
     assert_eq!(
@@ -253,7 +214,7 @@ async fn a_head_of_an_uncached_manifest_answers_and_a_ttl_of_zero_asks_every_tim
     );
     for _ in 0..2 {
         assert_body(
-            &get(&reg, path).await,
+            &get_accepting_manifests(&reg, path).await,
             &image.manifest.bytes,
             "the manifest",
         );
@@ -285,9 +246,9 @@ async fn the_allow_list_bounds_a_prefix() {
         serde_json::json!({"prefix": "cache/dist", "repositories": ["team/*"]}),
     );
     let reg = upstreams.start_registry().await;
-    let reply = get(&reg, "/v2/cache/dist/team/app/manifests/1").await;
+    let reply = get_accepting_manifests(&reg, "/v2/cache/dist/team/app/manifests/1").await;
     assert_body(&reply, &image.manifest.bytes, "an allowed repository");
-    let reply = get(&reg, "/v2/cache/dist/other/app/manifests/1").await;
+    let reply = get_accepting_manifests(&reg, "/v2/cache/dist/other/app/manifests/1").await;
     assert!(
         matches!(reply.status, 403 | 404),
         "outside the allow-list: {} {}",
@@ -315,7 +276,7 @@ async fn a_token_server_refusing_the_credentials_is_a_403_naming_the_upstream() 
         serde_json::json!({"prefix": "cache/tokened"}),
     );
     let reg = upstreams.start_registry().await;
-    let reply = get(&reg, "/v2/cache/tokened/team/app/manifests/1").await;
+    let reply = get_accepting_manifests(&reg, "/v2/cache/tokened/team/app/manifests/1").await;
     assert_error(&reply, 403, "DENIED");
     assert!(
         reply.text().contains("tokened"),

@@ -13,22 +13,10 @@ use std::time::Duration;
 use registry_tests::auth::Skopeo;
 use registry_tests::clients::ACCEPT_MANIFESTS;
 use registry_tests::oci_layout::{self, Image, MultiArch};
-use registry_tests::upstream::{Distribution, Flavour, Upstreams, assert_body, skopeo_pull_args};
+use registry_tests::upstream::{
+    Distribution, Flavour, Upstreams, assert_body, prefix_cache_of, skopeo_pull_args,
+};
 use registry_tests::{Registry, Reply, assert_error, assert_error_in, send, sha256_digest};
-
-/// A registry caching `dist` under the prefix `cache/dist`, with `fields` added.
-async fn cache_of(dist: &Distribution, fields: serde_json::Value) -> (Registry, Upstreams) {
-    let mut upstreams = Upstreams::new();
-    let mut all = serde_json::json!({"prefix": "cache/dist"});
-    if let serde_json::Value::Object(fields) = fields {
-        for (k, v) in fields {
-            all[k] = v;
-        }
-    }
-    upstreams.add("dist", dist, all);
-    let reg = upstreams.start_registry().await;
-    (reg, upstreams)
-}
 
 async fn get_manifest(reg: &Registry, repo: &str, reference: &str) -> Reply {
     send(
@@ -66,7 +54,7 @@ async fn skopeo_pulls_through_the_prefix_and_a_second_pull_asks_upstream_for_no_
     let dist = Distribution::start(Flavour::Htpasswd).await;
     let image = Image::generate("amd64", 101, &[200 << 10, 50 << 10]);
     dist.push_image("team/app", Some("1.0"), &image).await;
-    let (reg, upstreams) = cache_of(&dist, serde_json::json!({})).await;
+    let (reg, upstreams) = prefix_cache_of(&dist, serde_json::json!({})).await;
     let skopeo = Skopeo::new();
 
     let first = pull(&skopeo, &reg, "cache/dist/team/app:1.0", "first").await;
@@ -120,7 +108,7 @@ async fn index_through_the_prefix_fetches_only_the_platform_pulled() {
     let dist = Distribution::start(Flavour::Token).await;
     let multi = MultiArch::generate(&["amd64", "arm64"], 102);
     dist.push_multi_arch("team/multi", "2.0", &multi).await;
-    let (reg, upstreams) = cache_of(&dist, serde_json::json!({})).await;
+    let (reg, upstreams) = prefix_cache_of(&dist, serde_json::json!({})).await;
     let skopeo = Skopeo::new();
     let (amd64, arm64) = (&multi.images[0], &multi.images[1]);
 
@@ -179,7 +167,7 @@ async fn tag_moved_upstream_is_seen_after_the_ttl_and_not_before() {
     let first = Image::generate("amd64", 103, &[20 << 10]);
     let second = Image::generate("amd64", 104, &[20 << 10]);
     dist.push_image("team/moving", Some("1"), &first).await;
-    let (reg, _upstreams) = cache_of(&dist, serde_json::json!({"tag_ttl_secs": TTL})).await;
+    let (reg, _upstreams) = prefix_cache_of(&dist, serde_json::json!({"tag_ttl_secs": TTL})).await;
     let digest_of = |reply: &Reply| reply.header("docker-content-digest").map(str::to_owned);
     let tag_path = "/v2/team/moving/manifests/1";
 
@@ -235,7 +223,7 @@ async fn with_the_upstream_stopped_cached_images_pull_and_an_uncached_one_gets_5
     dist.push_image("team/app", Some("1"), &cached).await;
     dist.push_image("team/other", Some("1"), &uncached).await;
     // A short TTL: the tag is stale by the time the upstream is down.
-    let (reg, upstreams) = cache_of(&dist, serde_json::json!({"tag_ttl_secs": 1})).await;
+    let (reg, upstreams) = prefix_cache_of(&dist, serde_json::json!({"tag_ttl_secs": 1})).await;
     let skopeo = Skopeo::new();
     let pulled = pull(&skopeo, &reg, "cache/dist/team/app:1", "before").await;
     assert_eq!(pulled, cached.digests());
@@ -277,7 +265,7 @@ async fn upstream_404_and_401_become_the_specs_errors_and_pushes_are_refused() {
     let dist = Distribution::start(Flavour::Htpasswd).await;
     let image = Image::generate("amd64", 107, &[10 << 10]);
     dist.push_image("team/app", Some("1"), &image).await;
-    let (reg, _upstreams) = cache_of(&dist, serde_json::json!({})).await;
+    let (reg, _upstreams) = prefix_cache_of(&dist, serde_json::json!({})).await;
 
     let reply = get_manifest(&reg, "cache/dist/team/app", "no-such-tag").await;
     assert_error_in(&reply, &[404], &["MANIFEST_UNKNOWN"]);
@@ -336,7 +324,7 @@ async fn a_referrer_and_its_fallback_tag_come_through_the_prefix() {
     let subject = Image::generate("arm64", 108, &[12 << 10]);
     dist.push_image("team/signed", Some("1"), &subject).await;
     let referrer = dist.push_referrer("team/signed", &subject, 109).await;
-    let (reg, _upstreams) = cache_of(&dist, serde_json::json!({})).await;
+    let (reg, _upstreams) = prefix_cache_of(&dist, serde_json::json!({})).await;
     let repo = "cache/dist/team/signed";
 
     let reply = get_manifest(&reg, repo, "1").await;
@@ -381,7 +369,7 @@ async fn the_registry_itself_is_the_upstream_of_another_one() {
     let dist = Distribution::start(Flavour::Open).await;
     let image = Image::generate("amd64", 110, &[80 << 10, 8 << 10]);
     dist.push_image("team/app", Some("1"), &image).await;
-    let (first, _first_upstreams) = cache_of(&dist, serde_json::json!({})).await;
+    let (first, _first_upstreams) = prefix_cache_of(&dist, serde_json::json!({})).await;
     let mut chained = Upstreams::new();
     chained.add_url(
         "first",

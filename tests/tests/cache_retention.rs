@@ -9,17 +9,12 @@ use std::collections::BTreeSet;
 
 use registry_tests::api::{Api, run_job_with};
 use registry_tests::auth::{ALICE, AuthFiles, BOB, Skopeo};
-use registry_tests::clients::ACCEPT_MANIFESTS;
 use registry_tests::oci_layout::{self, Blob, Image, MultiArch};
-use registry_tests::upstream::{Distribution, Flavour, Upstreams, assert_body, skopeo_pull_args};
-use registry_tests::{OCI_CONFIG, OCI_MANIFEST, Registry, Reply, assert_error, send};
-
-async fn cache_of(dist: &Distribution) -> (Registry, Upstreams) {
-    let mut upstreams = Upstreams::new();
-    upstreams.add("dist", dist, serde_json::json!({"prefix": "cache/dist"}));
-    let reg = upstreams.start_registry().await;
-    (reg, upstreams)
-}
+use registry_tests::upstream::{
+    Distribution, Flavour, Upstreams, assert_body, get_accepting_manifests, prefix_cache_of,
+    skopeo_pull_args,
+};
+use registry_tests::{OCI_CONFIG, OCI_MANIFEST, Registry, assert_error, send};
 
 /// `blob-gc` with no grace period, with the registry's upstreams.
 async fn collect(reg: &Registry, upstreams: &Upstreams) {
@@ -27,15 +22,6 @@ async fn collect(reg: &Registry, upstreams: &Upstreams) {
     let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     all.push(("GC_GRACE_SECS", "0"));
     run_job_with(reg, "blob-gc", &all).await;
-}
-
-async fn get(reg: &Registry, path: &str) -> Reply {
-    send(
-        reg.client
-            .get(reg.url(path))
-            .header("Accept", ACCEPT_MANIFESTS),
-    )
-    .await
 }
 
 async fn pull(
@@ -85,7 +71,7 @@ async fn a_layer_shared_by_two_cached_repositories_outlives_the_purge_of_one() {
     let second = image_of(vec![shared.clone()], 503);
     dist.push_image("team/first", None, &first).await;
     dist.push_image("team/second", None, &second).await;
-    let (reg, upstreams) = cache_of(&dist).await;
+    let (reg, upstreams) = prefix_cache_of(&dist, serde_json::json!({})).await;
     let skopeo = Skopeo::new();
     let by_digest =
         |repo: &str, image: &Image| format!("cache/dist/{repo}@{}", image.manifest.digest);
@@ -106,7 +92,7 @@ async fn a_layer_shared_by_two_cached_repositories_outlives_the_purge_of_one() {
     collect(&reg, &upstreams).await;
     dist.stop();
 
-    let layer = get(
+    let layer = get_accepting_manifests(
         &reg,
         &format!("/v2/cache/dist/team/second/blobs/{}", shared.digest),
     )
@@ -132,7 +118,7 @@ async fn a_layer_shared_by_two_cached_repositories_outlives_the_purge_of_one() {
         second.digests()
     );
     // The purged one is gone, and with the upstream down it cannot come back.
-    let reply = get(&reg, &path).await;
+    let reply = get_accepting_manifests(&reg, &path).await;
     assert_error(&reply, 503, "UNAVAILABLE");
 }
 
@@ -141,7 +127,7 @@ async fn an_index_cached_with_one_platform_keeps_the_other_fetchable_after_blob_
     let mut dist = Distribution::start(Flavour::Htpasswd).await;
     let multi = MultiArch::generate(&["amd64", "arm64"], 504);
     dist.push_multi_arch("team/multi", "1", &multi).await;
-    let (reg, upstreams) = cache_of(&dist).await;
+    let (reg, upstreams) = prefix_cache_of(&dist, serde_json::json!({})).await;
     let skopeo = Skopeo::new();
 
     let out = skopeo.path("arm64");
@@ -169,7 +155,7 @@ async fn an_index_cached_with_one_platform_keeps_the_other_fetchable_after_blob_
         got.unwrap_or_else(|e| panic!("both platforms from the cache alone: {e}\n{}", reg.log())),
         multi.digests()
     );
-    let index = get(
+    let index = get_accepting_manifests(
         &reg,
         &format!("/v2/cache/dist/team/multi/manifests/{}", multi.index.digest),
     )
@@ -207,18 +193,18 @@ async fn pulling_through_a_prefix_needs_pull_on_its_project() {
     );
     let refused = pull(&skopeo, &reg, "alpha/hub/team/app:1", "bob", Some(BOB)).await;
     assert!(refused.is_err(), "bob pulled from alpha's prefix");
-    let anonymous = get(&reg, "/v2/alpha/hub/team/app/manifests/1").await;
+    let anonymous = get_accepting_manifests(&reg, "/v2/alpha/hub/team/app/manifests/1").await;
     assert_error(&anonymous, 401, "UNAUTHORIZED");
     // Anonymous callers may pull from `public`. Over HTTP: skopeo 1.9 without credentials
     // is refused (401) by `AUTH_MODE=basic` on a local `public` repository too, not only here.
-    let manifest = get(&reg, "/v2/public/hub/team/app/manifests/1").await;
+    let manifest = get_accepting_manifests(&reg, "/v2/public/hub/team/app/manifests/1").await;
     assert_body(
         &manifest,
         &image.manifest.bytes,
         "anonymous pull through the public prefix",
     );
     let layer = &image.layers[0];
-    let blob = get(
+    let blob = get_accepting_manifests(
         &reg,
         &format!("/v2/public/hub/team/app/blobs/{}", layer.digest),
     )
@@ -236,7 +222,7 @@ async fn cached_content_counts_in_project_storage() {
     let dist = Distribution::start(Flavour::Open).await;
     let image = Image::generate("amd64", 506, &[40 << 10, 20 << 10]);
     dist.push_image("team/app", Some("1"), &image).await;
-    let (reg, upstreams) = cache_of(&dist).await;
+    let (reg, upstreams) = prefix_cache_of(&dist, serde_json::json!({})).await;
     let skopeo = Skopeo::new();
     let got = pull(&skopeo, &reg, "cache/dist/team/app:1", "app", None).await;
     assert_eq!(got.expect("pull through the prefix"), image.digests());

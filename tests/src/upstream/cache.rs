@@ -8,7 +8,8 @@ use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 
 use super::Distribution;
-use crate::Registry;
+use crate::clients::ACCEPT_MANIFESTS;
+use crate::{Registry, Reply, send};
 
 /// The upstreams of one registry under test: the file and the environment naming it. Keep it
 /// alive as long as the registry (and its peers) run.
@@ -151,4 +152,58 @@ pub fn assert_body(reply: &crate::Reply, want: &[u8], what: &str) {
         reply.body.len(),
         String::from_utf8_lossy(&reply.body[..reply.body.len().min(2000)])
     );
+}
+
+/// A registry caching `dist` (as upstream `dist`) under the prefix `cache/dist`, with `fields`
+/// added to the upstream's entry (`{}` for none).
+pub async fn prefix_cache_of(
+    dist: &Distribution,
+    fields: serde_json::Value,
+) -> (Registry, Upstreams) {
+    let mut upstreams = Upstreams::new();
+    let mut all = serde_json::json!({"prefix": "cache/dist"});
+    if let serde_json::Value::Object(fields) = fields {
+        for (k, v) in fields {
+            all[k] = v;
+        }
+    }
+    upstreams.add("dist", dist, all);
+    let reg = upstreams.start_registry().await;
+    (reg, upstreams)
+}
+
+/// A `GET` of `path` accepting every manifest type, read whole.
+pub async fn get_accepting_manifests(reg: &Registry, path: &str) -> Reply {
+    send(
+        reg.client
+            .get(reg.url(path))
+            .header("Accept", ACCEPT_MANIFESTS),
+    )
+    .await
+}
+
+/// How a `GET` ended: its status, and the size and digest of a body read to its end, or why
+/// the body broke (after how many bytes).
+pub async fn try_stream(reg: &Registry, path: &str) -> (u16, Result<(u64, String), String>) {
+    let mut resp = reg
+        .client
+        .get(reg.url(path))
+        .send()
+        .await
+        .expect("send GET");
+    let status = resp.status().as_u16();
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                size += chunk.len() as u64;
+                hasher.update(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return (status, Err(format!("broke after {size} bytes: {e}"))),
+        }
+    }
+    let digest = format!("sha256:{}", crate::hex(&hasher.finalize()));
+    (status, Ok((size, digest)))
 }
