@@ -496,6 +496,52 @@ fn dead_child() -> Child {
     child
 }
 
+/// Runs `bin args` with only `env` (plus `HOST=127.0.0.1`, `PORT=0` and a fresh `DATA_DIR`)
+/// and returns its error output and that data directory; it must exit within `within` with
+/// status 2 (a configuration it cannot use stops it before it serves).
+pub fn start_fails(
+    bin: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    within: Duration,
+) -> (String, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(bin)
+        .args(args)
+        .env_clear()
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("DATA_DIR", data.path())
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .expect("stderr")
+                .read_to_string(&mut stderr)
+                .expect("read stderr");
+            assert_eq!(
+                status.code(),
+                Some(2),
+                "exit status with {env:?}; stderr: {stderr}"
+            );
+            return (stderr, data);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{} kept running with {env:?}", bin.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// An image pushed by [`Registry::push_image`], with every byte kept for comparison.
 #[derive(Debug, Clone)]
 pub struct PushedImage {

@@ -3,13 +3,18 @@
 //! challenge; a failed login never says which half was wrong and no secret reaches the log;
 //! a file the registry cannot use stops it at start-up; skopeo logs in and copies.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use registry_tests::auth::{self, ALICE, AuthFiles, BOB, Client, Scheme};
 use registry_tests::{Registry, assert_error, registry_bin, send};
+
+/// Runs the binary with `env` and returns its error output; it must exit within 30 s with
+/// status 2: a configuration it cannot use stops it before it serves.
+fn start_fails(env: &[(&str, &str)]) -> String {
+    registry_tests::start_fails(&registry_bin(), &[], env, Duration::from_secs(30)).0
+}
 
 const CHALLENGE: &str = r#"Basic realm="registry""#;
 
@@ -115,37 +120,6 @@ async fn failed_logins_do_not_say_which_half_was_wrong() {
         log.contains("login failed"),
         "failed logins are logged:\n{log}"
     );
-}
-
-/// Runs the binary with `env` and returns its error output; it must exit within 30 s with
-/// status 2: a configuration it cannot use stops it before it serves.
-fn start_fails(env: &[(&str, &str)]) -> String {
-    let data = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(registry_bin())
-        .env_clear()
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("DATA_DIR", data.path())
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn registry");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            assert_eq!(status.code(), Some(2), "exit status with {env:?}");
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-                .expect("read stderr");
-            return stderr;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the registry kept running with {env:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use registry_tests::{Registry, pseudo_random_bytes, registry_bin};
 
@@ -111,37 +111,15 @@ fn s3_env_with(changes: &[(&str, &str)]) -> Vec<(String, String)> {
 /// error output; it must exit within 60 s with status 2, and leave no blob store in its data
 /// directory (it did not fall back to the filesystem).
 fn start_fails(env: &[(String, String)]) -> String {
-    let data = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(registry_bin())
-        .env_clear()
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("DATA_DIR", data.path())
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn registry");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     // The unreachable endpoint is tried with the SDK's retries and backoff first.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-                .expect("read stderr");
-            assert_eq!(status.code(), Some(2), "exit status; stderr: {stderr}");
-            assert!(
-                !data.path().join("blobs").exists(),
-                "a blob directory appeared in DATA_DIR: it fell back to the filesystem"
-            );
-            return stderr;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the registry kept running with {env:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (stderr, data) =
+        registry_tests::start_fails(&registry_bin(), &[], &env, Duration::from_secs(60));
+    assert!(
+        !data.path().join("blobs").exists(),
+        "a blob directory appeared in DATA_DIR: it fell back to the filesystem"
+    );
+    stderr
 }
 
 fn assert_mentions(stderr: &str, needles: &[&str]) {

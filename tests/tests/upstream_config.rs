@@ -3,8 +3,7 @@
 //! a valid one starts the registry.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use registry_tests::api::jobs_bin;
 use registry_tests::{Registry, registry_bin};
@@ -12,33 +11,7 @@ use registry_tests::{Registry, registry_bin};
 /// Runs `bin args` with `env` and returns its error output; it must exit within 30 s with
 /// status 2.
 fn start_fails(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
-    let data = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(bin)
-        .args(args)
-        .env_clear()
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("DATA_DIR", data.path())
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            assert_eq!(status.code(), Some(2), "exit status with {env:?}");
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-                .expect("read stderr");
-            return stderr;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{} kept running with {env:?}", bin.display());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    registry_tests::start_fails(bin, args, env, Duration::from_secs(30)).0
 }
 
 #[track_caller]
