@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod metadata;
 pub mod oci;

@@ -3,8 +3,8 @@
 //! `from_env` is the one place each binary reads the environment; `from_vars` is pure.
 
 use super::{
-    ApiConfig, AuthConfig, ConfigError, DbConfig, JobsConfig, LimitsConfig, LogConfig,
-    ServerConfig, StorageConfig, UpstreamsConfig, Vars,
+    ApiConfig, AuthConfig, ConfigError, DbConfig, EventsConfig, JobsConfig, LimitsConfig,
+    LogConfig, ServerConfig, StorageConfig, UpstreamsConfig, Vars,
 };
 
 /// A Cloud Run service binary: `blob`, `manifest`, `upload` or `api`.
@@ -19,6 +19,8 @@ pub struct ServiceConfig {
     pub api: ApiConfig,
     /// The pull-through cache's upstreams (`UPSTREAMS_FILE`).
     pub upstreams: UpstreamsConfig,
+    /// Events: their destinations (`NATS_*`, `WEBHOOKS_FILE`) and delivery (`EVENTS_*`).
+    pub events: EventsConfig,
 }
 
 impl ServiceConfig {
@@ -37,6 +39,7 @@ impl ServiceConfig {
             log: LogConfig::from_vars(vars)?,
             api: ApiConfig::from_vars(vars)?,
             upstreams: UpstreamsConfig::from_vars(vars)?,
+            events: EventsConfig::from_vars(vars)?,
             server,
             auth,
         })
@@ -78,6 +81,8 @@ pub struct JobsBinaryConfig {
     pub jobs: JobsConfig,
     /// The upstreams (`UPSTREAMS_FILE`): their size caps drive the cache's eviction.
     pub upstreams: UpstreamsConfig,
+    /// Events: `deliver-events` sends them to these destinations, retries and prunes them.
+    pub events: EventsConfig,
 }
 
 impl JobsBinaryConfig {
@@ -93,6 +98,7 @@ impl JobsBinaryConfig {
             log: LogConfig::from_vars(vars)?,
             jobs: JobsConfig::from_vars(vars)?,
             upstreams: UpstreamsConfig::from_vars(vars)?,
+            events: EventsConfig::from_vars(vars)?,
         })
     }
 

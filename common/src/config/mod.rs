@@ -5,13 +5,16 @@
 //! a map of variables ([`Vars`], `K_SERVICE` included), and each error names its variable.
 //! Every variable is listed with its default in the README's configuration table.
 //!
-//! This module depends on no other part of the crate (the `auth` module builds on
-//! [`AuthConfig`], not the other way round).
+//! This module depends on no other part of the crate but the domain's value types
+//! (`oci::RepositoryName`, `events::Action`): the `auth` module builds on [`AuthConfig`], not
+//! the other way round.
 
 mod api;
 mod auth;
 mod binaries;
+mod events;
 mod jobs;
+mod json_file;
 mod s3;
 pub(crate) mod secret;
 mod server;
@@ -20,10 +23,12 @@ mod storage;
 mod tests;
 mod upstreams;
 mod vars;
+mod webhooks;
 
 pub use api::{ApiConfig, CorsOrigins};
 pub use auth::{AuthConfig, AuthMode, MIN_JWT_SECRET_BYTES};
 pub use binaries::{JobsBinaryConfig, RegistryConfig, ServiceConfig};
+pub use events::{EventsConfig, JetStreamMode, NatsConfig, NatsCredentials};
 pub use jobs::JobsConfig;
 pub use s3::{S3Config, StaticCredentials};
 pub use secret::Secret;
@@ -33,3 +38,4 @@ pub use upstreams::{
     DEFAULT_TAG_TTL_SECS, UPSTREAMS_FILE, UpstreamConfig, UpstreamCredentials, UpstreamsConfig,
 };
 pub use vars::{ConfigError, Vars};
+pub use webhooks::{DEFAULT_WEBHOOK_TIMEOUT_SECS, WEBHOOKS_FILE, WebhookEndpoint, parse_webhooks};

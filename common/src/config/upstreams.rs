@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::json_file::{any_pattern_matches, check_repository_patterns, label, parse_json};
 use super::{ConfigError, Secret, Vars};
 use crate::oci::RepositoryName;
 
@@ -75,7 +76,8 @@ impl UpstreamsConfig {
     pub fn parse(path: &Path, text: &str, vars: &Vars) -> Result<Self, ConfigError> {
         let file = path.display();
         let raw: RawFile = parse_json(text).map_err(|(at, message)| {
-            let upstream = at.map(|index| format!("{}: ", label(text, index)));
+            let upstream =
+                at.map(|index| format!("{}: ", label(text, "upstreams", "upstream", index)));
             ConfigError::Invalid(format!(
                 "{UPSTREAMS_FILE} {file}: {}{message}",
                 upstream.unwrap_or_default()
@@ -123,11 +125,7 @@ impl UpstreamsConfig {
 impl UpstreamConfig {
     /// Whether the allow-list admits this upstream-side repository name.
     pub fn allows(&self, upstream_repository: &str) -> bool {
-        self.repositories.is_empty()
-            || self
-                .repositories
-                .iter()
-                .any(|pattern| glob_matches(pattern.as_bytes(), upstream_repository.as_bytes()))
+        any_pattern_matches(&self.repositories, upstream_repository)
     }
 
     /// The upstream-side name of a local remainder: Docker Hub (url host
@@ -160,29 +158,6 @@ fn url_host(url: &str) -> &str {
         Some((host, port)) if !host.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
         _ => authority,
     }
-}
-
-/// `*` matches any run of characters (`/` included); everything else matches itself.
-fn glob_matches(pattern: &[u8], name: &[u8]) -> bool {
-    // Iterative wildcard matching: on a mismatch, retry from the last `*` one byte further.
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, n));
-            p += 1;
-        } else if p < pattern.len() && pattern[p] == name[n] {
-            p += 1;
-            n += 1;
-        } else if let Some((sp, sn)) = star {
-            p = sp + 1;
-            n = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&b| b == b'*')
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,46 +195,6 @@ fn default_tag_ttl() -> u64 {
     DEFAULT_TAG_TTL_SECS
 }
 
-/// The file parsed, or the index of the upstream at fault (when the error is inside one) and
-/// the message: the field's path, serde's reason, and the line and column.
-fn parse_json(text: &str) -> Result<RawFile, (Option<usize>, String)> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let raw: RawFile = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let index = e.path().iter().find_map(|segment| match segment {
-            serde_path_to_error::Segment::Seq { index } => Some(*index),
-            _ => None,
-        });
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = if path == "." || inner.is_syntax() || inner.is_eof() {
-            inner.to_string()
-        } else {
-            format!("{path}: {inner}")
-        };
-        (index, message)
-    })?;
-    deserializer.end().map_err(|e| (None, e.to_string()))?;
-    Ok(raw)
-}
-
-/// How the upstream at `index` is named in an error: by its name when the file gives one.
-fn label(text: &str, index: usize) -> String {
-    let name = serde_json::from_str::<serde_json::Value>(text)
-        .ok()
-        .and_then(|v| {
-            v.get("upstreams")?
-                .get(index)?
-                .get("name")?
-                .as_str()
-                .map(str::to_owned)
-        })
-        .filter(|name| !name.is_empty());
-    match name {
-        Some(name) => format!("upstream {name:?}"),
-        None => format!("upstreams[{index}]"),
-    }
-}
-
 impl RawUpstream {
     /// The checks of one upstream on its own; the message names the field.
     fn check(self, vars: &Vars) -> Result<UpstreamConfig, String> {
@@ -285,20 +220,7 @@ impl RawUpstream {
             );
         }
         let credentials = self.credentials(vars)?;
-        for pattern in &self.repositories {
-            let valid = !pattern.is_empty()
-                && pattern.bytes().all(|b| {
-                    b.is_ascii_lowercase()
-                        || b.is_ascii_digit()
-                        || matches!(b, b'.' | b'_' | b'-' | b'/' | b'*')
-                });
-            if !valid {
-                return Err(format!(
-                    "repositories: {pattern:?} is not a pattern of repository names (lowercase \
-                     letters, digits, . _ - / and * for any run of characters)"
-                ));
-            }
-        }
+        check_repository_patterns(&self.repositories)?;
         if self.max_bytes == Some(0) {
             return Err("max_bytes must be greater than 0 (leave it out for no cap)".to_owned());
         }

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
+use crate::config::json_file::glob_matches;
 use crate::config::{JobsBinaryConfig, RegistryConfig, ServiceConfig};
 
 const FILE: &str = "/etc/u.json";
