@@ -219,9 +219,70 @@ start_s3_server() {
     log "S3: server at $S3_TEST_ENDPOINT, access key $S3_TEST_ACCESS_KEY_ID"
 }
 
+# The NATS server of the event tests (TEST_NATS_URL), unless TEST_NATS_URL names one: the one
+# on 127.0.0.1:4222 when it answers with JetStream on, else Debian's nats-server (installed
+# when missing) on a free port with JetStream and a temp store directory, stopped on exit.
+NATS_PID=""
+NATS_DIR=""
+# Whether the server at host $1, port $2 greets with JetStream on (its INFO line says so).
+nats_has_jetstream() {
+    local info=""
+    { exec 3<>"/dev/tcp/$1/$2"; } 2>/dev/null || return 1
+    read -r -t 2 info <&3 || true
+    exec 3<&- 3>&-
+    [[ "$info" == INFO* && "$info" == *'"jetstream":true'* ]]
+}
+
+start_nats() {
+    if [[ -n "${TEST_NATS_URL:-}" ]]; then
+        log "NATS: using TEST_NATS_URL=$TEST_NATS_URL"
+        return
+    fi
+    if nats_has_jetstream 127.0.0.1 4222; then
+        export TEST_NATS_URL="nats://127.0.0.1:4222"
+        log "NATS: the server on 127.0.0.1:4222 (JetStream on)"
+        return
+    fi
+    command -v nats-server >/dev/null 2>&1 || apt_install nats-server
+    NATS_DIR="$(mktemp -d /tmp/registry-nats.XXXXXX)"
+    local port attempt tries
+    for attempt in 1 2 3 4 5; do
+        port=$((20000 + RANDOM % 30000))
+        nats-server -a 127.0.0.1 -p "$port" -js -sd "$NATS_DIR/store" \
+            >"$NATS_DIR/server.log" 2>&1 &
+        NATS_PID=$!
+        for tries in $(seq 1 50); do
+            if nats_has_jetstream 127.0.0.1 "$port"; then
+                export TEST_NATS_URL="nats://127.0.0.1:$port"
+                log "NATS: throwaway nats-server (JetStream on) on 127.0.0.1:$port"
+                return
+            fi
+            kill -0 "$NATS_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill "$NATS_PID" 2>/dev/null || true
+        wait "$NATS_PID" 2>/dev/null || true
+        NATS_PID=""
+        log "nats-server did not start on port $port (attempt $attempt)"
+    done
+    cat "$NATS_DIR/server.log" >&2
+    exit 1
+}
+
+stop_nats() {
+    if [[ -n "$NATS_PID" ]]; then
+        kill "$NATS_PID" 2>/dev/null || true
+        wait "$NATS_PID" 2>/dev/null || true
+    fi
+    if [[ -n "$NATS_DIR" ]]; then
+        rm -rf "$NATS_DIR"
+    fi
+}
+
 # Stops what this run started.
 cleanup() {
     stop_postgres
+    stop_nats
     if [[ "$GCS_STARTED" == true ]]; then
         scripts/gcs-emulator.sh stop >/dev/null 2>&1 || true
     fi
@@ -355,6 +416,7 @@ main() {
     start_postgres
     start_gcs_emulator
     start_s3_server
+    start_nats
     build
     run_tests "$@"
 }
