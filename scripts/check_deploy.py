@@ -77,7 +77,11 @@ EXPECTED_ROLES = {
     "job-run-all": {
         ("bucket", "roles/storage.objectUser"),
         ("instance", "roles/cloudsql.client"),
-        ("secrets:database", "roles/secretmanager.secretAccessor"),
+        ("secrets:events", "roles/secretmanager.secretAccessor"),
+    },
+    "job-deliver": {
+        ("instance", "roles/cloudsql.client"),
+        ("secrets:events", "roles/secretmanager.secretAccessor"),
     },
     "scheduler": {("scheduled jobs", "roles/run.invoker")},
 }

@@ -7,20 +7,29 @@ locals {
   #   bucket:    role on the blob bucket (objectViewer: read and sign; objectUser: also write and
   #              delete, without the IAM-policy permissions of objectAdmin), or null.
   #   sign_urls: serviceAccountTokenCreator on itself, for IAM signBlob (V4 signed download URLs).
-  #   secrets:   "service" (database URL and authentication material) or "database" (URL only).
+  #   secrets:   "service" (database URL, authentication material, events' destinations),
+  #              "events" (database URL and the events' destinations) or "database" (URL only).
   access = {
     blob          = { bucket = "roles/storage.objectViewer", sign_urls = true, secrets = "service" }
     manifest      = { bucket = "roles/storage.objectUser", sign_urls = true, secrets = "service" }
     upload        = { bucket = "roles/storage.objectUser", sign_urls = false, secrets = "service" }
     api           = { bucket = null, sign_urls = false, secrets = "service" }
     "job-migrate" = { bucket = null, sign_urls = false, secrets = "database" }
-    "job-run-all" = { bucket = "roles/storage.objectUser", sign_urls = false, secrets = "database" }
+    "job-run-all" = { bucket = "roles/storage.objectUser", sign_urls = false, secrets = "events" }
+    # deliver-events: the database and the events' destinations only.
+    "job-deliver" = { bucket = null, sign_urls = false, secrets = "events" }
+  }
+
+  secrets_of = {
+    service  = local.secret_keys
+    events   = setintersection(local.secret_keys, setunion(["database-url"], local.event_secret_keys))
+    database = toset(["database-url"])
   }
 
   # (account, secret) pairs with read access.
   secret_access = merge([
     for account, a in local.access : {
-      for key in(a.secrets == "service" ? local.secret_keys : toset(["database-url"])) :
+      for key in local.secrets_of[a.secrets] :
       "${account}/${key}" => { account = account, secret = key }
     }
   ]...)

@@ -2,7 +2,9 @@
 # ones. `migrate` has no schedule: the deployment runs it before the services roll to a new
 # image (docs/deploy.md, "Upgrading"). `run-all` runs every maintenance job in order
 # (index-manifests, blob-gc, upload-cleanup, project-storage), stopping at the first failure:
-# garbage collection must not run before the manifests are indexed.
+# garbage collection must not run before the manifests are indexed. `deliver-events` sends the
+# events the services could not send right after their commits (retries, dead letters),
+# every minute while a destination is configured; it and `run-all` get the events' settings.
 
 locals {
   jobs = {
@@ -10,11 +12,23 @@ locals {
       args     = ["migrate"]
       schedule = null
       timeout  = "1800s"
+      events   = false
+      account  = "job-migrate"
     }
     "run-all" = {
       args     = ["run-all"]
       schedule = var.jobs_schedule
       timeout  = "3600s"
+      events   = true
+      account  = "job-run-all"
+    }
+    # Executions may overlap (a slow endpoint): deliverers claim rows with SKIP LOCKED.
+    "deliver-events" = {
+      args     = ["deliver-events"]
+      schedule = local.events_enabled ? var.deliver_events_schedule : null
+      timeout  = "600s"
+      events   = true
+      account  = "job-deliver" # service account ids are at most 30 characters
     }
   }
 
@@ -29,6 +43,11 @@ locals {
   }
   job_env_all = merge(local.common_env, local.job_env_base)
   job_env     = { for k, v in local.job_env_all : k => v if v != null && v != "" }
+  # The jobs that send events: also these (the files' paths as the services have them).
+  job_events_env = merge(
+    { for k, v in local.events_env : k => v if v != null && v != "" },
+    { for key, variable in local.event_file_secrets : variable => "/secrets/${key}/${key}" },
+  )
 }
 
 resource "google_cloud_run_v2_job" "job" {
@@ -43,7 +62,7 @@ resource "google_cloud_run_v2_job" "job" {
     parallelism = 1
 
     template {
-      service_account       = google_service_account.runtime["job-${each.key}"].email
+      service_account       = google_service_account.runtime[each.value.account].email
       timeout               = each.value.timeout
       max_retries           = 1 # every job is idempotent
       execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
@@ -54,6 +73,20 @@ resource "google_cloud_run_v2_job" "job" {
           name = "cloudsql"
           cloud_sql_instance {
             instances = [volumes.value]
+          }
+        }
+      }
+
+      dynamic "volumes" {
+        for_each = each.value.events ? local.event_file_secrets : {}
+        content {
+          name = volumes.key
+          secret {
+            secret = google_secret_manager_secret.secret[volumes.key].secret_id
+            items {
+              version = google_secret_manager_secret_version.secret[volumes.key].version
+              path    = volumes.key
+            }
           }
         }
       }
@@ -77,6 +110,14 @@ resource "google_cloud_run_v2_job" "job" {
           }
         }
 
+        dynamic "env" {
+          for_each = each.value.events ? local.job_events_env : {}
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+
         env {
           name = "DATABASE_URL"
           value_source {
@@ -87,11 +128,32 @@ resource "google_cloud_run_v2_job" "job" {
           }
         }
 
+        dynamic "env" {
+          for_each = each.value.events ? local.event_env_secrets : {}
+          content {
+            name = env.key
+            value_source {
+              secret_key_ref {
+                secret  = google_secret_manager_secret.secret[env.value].secret_id
+                version = google_secret_manager_secret_version.secret[env.value].version
+              }
+            }
+          }
+        }
+
         dynamic "volume_mounts" {
           for_each = local.cloudsql_connection == null ? [] : ["cloudsql"]
           content {
             name       = "cloudsql"
             mount_path = "/cloudsql"
+          }
+        }
+
+        dynamic "volume_mounts" {
+          for_each = each.value.events ? local.event_file_secrets : {}
+          content {
+            name       = volume_mounts.key
+            mount_path = "/secrets/${volume_mounts.key}"
           }
         }
       }

@@ -1,4 +1,5 @@
-# Secret Manager: the database URL, and the authentication material of the chosen AUTH_MODE.
+# Secret Manager: the database URL, the authentication material of the chosen AUTH_MODE, and
+# the events' destinations (NATS URL and credentials, the webhooks file and its secrets).
 # Values handed to the services as environment variables (env_secrets) or mounted as files
 # under /secrets/<key>/<key> (file_secrets, whose path goes in the named *_FILE variable).
 # Everything here is also in the Terraform state: keep the state bucket as private as these.
@@ -13,8 +14,11 @@ locals {
 
   # Environment variable => secret key, for the secrets handed over as variables.
   secret_env_vars = {
-    DATABASE_URL = "database-url"
-    JWT_SECRET   = "jwt-secret"
+    DATABASE_URL  = "database-url"
+    JWT_SECRET    = "jwt-secret"
+    NATS_URL      = "nats-url"
+    NATS_PASSWORD = "nats-password"
+    NATS_TOKEN    = "nats-token"
   }
   # Secret key => the variable naming the file it is mounted as.
   secret_file_vars = {
@@ -22,6 +26,8 @@ locals {
     "auth-rules"        = "AUTH_RULES_FILE"
     "token-signing-key" = "TOKEN_SIGNING_KEY_FILE"
     "jwt-public-keys"   = "JWT_PUBLIC_KEYS_FILE"
+    "nats-creds"        = "NATS_CREDS_FILE"
+    "webhooks"          = "WEBHOOKS_FILE"
   }
 
   # Which of them this configuration uses.
@@ -32,9 +38,31 @@ locals {
     "auth-rules"        = local.file_auth && var.auth_rules != null
     "token-signing-key" = local.token && nonsensitive(var.token_signing_key != null)
     "jwt-public-keys"   = local.token && var.jwt_public_keys != null
+    "nats-url"          = local.nats
+    "nats-password"     = local.nats && nonsensitive(var.nats_password != null)
+    "nats-token"        = local.nats && nonsensitive(var.nats_token != null)
+    "nats-creds"        = local.nats && nonsensitive(var.nats_creds != null)
+    "webhooks"          = nonsensitive(var.webhooks != null)
   }
-  env_secrets  = { for variable, key in local.secret_env_vars : variable => key if local.secret_in_use[key] }
+
+  # Events: NATS configured, and the signing secrets of the webhooks (variable => secret key).
+  nats           = nonsensitive(var.nats_url != null)
+  events_enabled = local.nats || nonsensitive(var.webhooks != null)
+  webhook_secret_vars = {
+    for variable in nonsensitive(keys(var.webhook_secrets)) :
+    variable => "webhook-${replace(lower(variable), "_", "-")}"
+  }
+
+  env_secrets = merge(
+    { for variable, key in local.secret_env_vars : variable => key if local.secret_in_use[key] },
+    local.webhook_secret_vars,
+  )
   file_secrets = { for key, variable in local.secret_file_vars : key => variable if local.secret_in_use[key] }
+
+  # The ones the jobs that send events get (deliver-events, run-all).
+  event_secret_keys  = setunion(["nats-url", "nats-password", "nats-token", "nats-creds", "webhooks"], values(local.webhook_secret_vars))
+  event_env_secrets  = { for variable, key in local.env_secrets : variable => key if contains(local.event_secret_keys, key) }
+  event_file_secrets = { for key, variable in local.file_secrets : key => variable if contains(local.event_secret_keys, key) }
 
   secret_keys = setunion(toset(values(local.env_secrets)), toset(keys(local.file_secrets)))
 
@@ -45,7 +73,13 @@ locals {
     "auth-rules"        = var.auth_rules
     "token-signing-key" = var.token_signing_key
     "jwt-public-keys"   = var.jwt_public_keys
+    "nats-url"          = var.nats_url
+    "nats-password"     = var.nats_password
+    "nats-token"        = var.nats_token
+    "nats-creds"        = var.nats_creds
+    "webhooks"          = var.webhooks
   }
+  webhook_secret_data = { for variable, key in local.webhook_secret_vars : key => var.webhook_secrets[variable] }
 }
 
 resource "random_password" "jwt" {
@@ -73,5 +107,5 @@ resource "google_secret_manager_secret_version" "secret" {
   for_each = local.secret_keys
 
   secret      = google_secret_manager_secret.secret[each.key].id
-  secret_data = local.secret_data[each.key]
+  secret_data = merge(local.secret_data, local.webhook_secret_data)[each.key]
 }

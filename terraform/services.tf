@@ -24,6 +24,18 @@ locals {
     GOOGLE_CLOUD_PROJECT = var.project
   }
 
+  # Events' settings, for the services and the jobs that send events (the secrets among them
+  # come from secrets.tf); the NATS ones only with NATS (set without NATS_URL, they stop the
+  # start).
+  events_env = {
+    NATS_SUBJECT_PREFIX   = local.nats ? var.nats_subject_prefix : null
+    NATS_JETSTREAM        = local.nats ? var.nats_jetstream : null
+    NATS_USER             = local.nats ? var.nats_user : null
+    EVENTS_MAX_ATTEMPTS   = tostring(var.events_max_attempts)
+    EVENTS_RETENTION_SECS = tostring(var.events_retention_secs)
+    EVENTS_PULLS          = tostring(var.events_pulls)
+  }
+
   # The services' own variables; null values are left out.
   service_env_base = {
     HOST                     = "0.0.0.0"
@@ -44,6 +56,7 @@ locals {
   }
   service_env_all = merge(
     local.common_env,
+    local.events_env,
     local.service_env_base,
     { for key, variable in local.file_secrets : variable => "/secrets/${key}/${key}" },
   )

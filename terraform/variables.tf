@@ -302,3 +302,102 @@ variable "job_batch_size" {
   type        = number
   default     = 500
 }
+
+# --- Events (README, "Events") -------------------------------------------------------------
+
+variable "nats_url" {
+  description = "NATS_URL: the NATS server(s) events are published to (null: no NATS). Kept in Secret Manager."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "nats_subject_prefix" {
+  description = "NATS_SUBJECT_PREFIX: events go to <prefix>.<action>."
+  type        = string
+  default     = "registry"
+}
+
+variable "nats_jetstream" {
+  description = "NATS_JETSTREAM: auto, true or false."
+  type        = string
+  default     = "auto"
+
+  validation {
+    condition     = contains(["auto", "true", "false"], var.nats_jetstream)
+    error_message = "nats_jetstream: auto, true or false."
+  }
+}
+
+variable "nats_user" {
+  description = "NATS_USER (with nats_password)."
+  type        = string
+  default     = null
+}
+
+variable "nats_password" {
+  description = "NATS_PASSWORD (with nats_user). Kept in Secret Manager."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "nats_token" {
+  description = "NATS_TOKEN. Kept in Secret Manager."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "nats_creds" {
+  description = "The content of a NATS .creds file (user JWT and NKey seed), mounted as NATS_CREDS_FILE. Kept in Secret Manager."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "webhooks" {
+  description = "The content of WEBHOOKS_FILE (JSON, README \"Events\"), mounted as a file. Kept in Secret Manager (endpoint headers may hold credentials)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "webhook_secrets" {
+  description = "The variables the webhook endpoints' secret_env name, and their values (the signing secrets), each in Secret Manager."
+  type        = map(string)
+  default     = {}
+  sensitive   = true
+
+  validation {
+    condition = alltrue([
+      for name in keys(var.webhook_secrets) :
+      can(regex("^[A-Z][A-Z0-9_]*$", name)) && !contains(["DATABASE_URL", "JWT_SECRET", "NATS_URL", "NATS_PASSWORD", "NATS_TOKEN"], name)
+    ])
+    error_message = "webhook_secrets: keys are variable names (upper-case letters, digits, _), none of the registry's own secret variables."
+  }
+}
+
+variable "events_max_attempts" {
+  description = "EVENTS_MAX_ATTEMPTS."
+  type        = number
+  default     = 12
+}
+
+variable "events_retention_secs" {
+  description = "EVENTS_RETENTION_SECS."
+  type        = number
+  default     = 86400
+}
+
+variable "events_pulls" {
+  description = "EVENTS_PULLS: also record pulls as events."
+  type        = bool
+  default     = false
+}
+
+variable "deliver_events_schedule" {
+  description = "Cron schedule (Cloud Scheduler syntax) of `jobs deliver-events`, which sends what the services could not send right after their commits. Scheduled only when a destination is configured."
+  type        = string
+  default     = "* * * * *"
+}
