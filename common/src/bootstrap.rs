@@ -5,6 +5,8 @@
 //! linking them compile them); a binary hands their openers in as [`StorageBackends`], and
 //! each opener receives its backend's settings, already read.
 
+use crate::services::EventRecorder;
+use crate::services::events::EventSource;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -144,5 +146,18 @@ pub async fn open_state_with(
         config.api.api_cors_origins.clone(),
         config.limits.clone(),
         Duration::from_secs(config.server.body_idle_timeout_secs),
+        event_recorder(config),
     ))
+}
+
+/// Records events when a destination is configured; otherwise records nothing.
+fn event_recorder(config: &ServiceConfig) -> EventRecorder {
+    if !config.events.enabled() {
+        return EventRecorder::off();
+    }
+    let source = EventSource {
+        addr: config.events.source_addr.clone(),
+        instance_id: config.events.source_instance.clone(),
+    };
+    EventRecorder::new(source, config.events.pulls)
 }

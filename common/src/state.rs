@@ -9,7 +9,7 @@ use crate::auth::Authorizer;
 use crate::config::{CorsOrigins, LimitsConfig};
 use crate::metadata::Metadata;
 use crate::services::{
-    BlobService, CacheService, ManagementService, ManifestService, UploadService,
+    BlobService, CacheService, EventRecorder, ManagementService, ManifestService, UploadService,
 };
 use crate::storage::Storage;
 use crate::upstream::Upstream;
@@ -28,6 +28,8 @@ pub struct AppState {
     pub cache: CacheService,
     /// The management API's operations.
     pub management: ManagementService,
+    /// Writes the events of changes (and pulls) into the outbox; off without destinations.
+    pub events: EventRecorder,
     /// Who may do what: every request is checked against it (see `http::auth_layer`).
     pub auth: Authorizer,
     /// The dashboards whose browsers may call the management API (`API_CORS_ORIGINS`).
@@ -46,20 +48,23 @@ impl AppState {
         cors_origins: CorsOrigins,
         limits: LimitsConfig,
         body_idle_timeout: Duration,
+        events: EventRecorder,
     ) -> Self {
         AppState {
             metadata: metadata.clone(),
             storage: storage.clone(),
-            blobs: BlobService::new(metadata.clone(), storage.clone()),
-            uploads: UploadService::new(metadata.clone(), storage.clone()),
+            blobs: BlobService::new(metadata.clone(), storage.clone(), events.clone()),
+            uploads: UploadService::new(metadata.clone(), storage.clone(), events.clone()),
             cache: CacheService::new(
                 metadata.clone(),
                 storage.clone(),
                 upstreams,
                 u64::try_from(limits.manifest_max_bytes).unwrap_or(u64::MAX),
+                events.clone(),
             ),
-            management: ManagementService::new(metadata.clone(), storage),
-            manifests: ManifestService::new(metadata),
+            management: ManagementService::new(metadata.clone(), storage, events.clone()),
+            manifests: ManifestService::new(metadata, events.clone()),
+            events,
             auth,
             cors_origins,
             limits,

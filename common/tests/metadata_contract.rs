@@ -101,7 +101,7 @@ async fn put(
         payload,
         parsed: &parsed,
     };
-    meta.put_manifest(name, new, tag)
+    meta.put_manifest(name, new, tag, &[])
         .await
         .expect("put manifest")
 }
@@ -358,7 +358,7 @@ async fn deletes_respect_references() {
 
         // A referenced blob is only marked: it stays readable for its manifest.
         assert_eq!(
-            meta.unlink_blob(&name, &config).await.unwrap(),
+            meta.unlink_blob(&name, &config, &[]).await.unwrap(),
             Deletion::Marked,
             "{engine}"
         );
@@ -370,34 +370,37 @@ async fn deletes_respect_references() {
             "{engine}: marked link still readable"
         );
         assert_eq!(
-            meta.unlink_blob(&name, &spare).await.unwrap(),
+            meta.unlink_blob(&name, &spare, &[]).await.unwrap(),
             Deletion::Removed,
             "{engine}"
         );
         assert_eq!(
-            meta.unlink_blob(&name, &spare).await.unwrap(),
+            meta.unlink_blob(&name, &spare, &[]).await.unwrap(),
             Deletion::NotFound,
             "{engine}"
         );
         assert_eq!(
-            meta.delete_manifest(&name, &digest).await.unwrap(),
+            meta.delete_manifest(&name, &digest, &[]).await.unwrap(),
             Deletion::InUse,
             "{engine}"
         );
 
-        assert!(meta.delete_tag(&name, &tag("i")).await.unwrap(), "{engine}");
         assert!(
-            !meta.delete_tag(&name, &tag("i")).await.unwrap(),
+            meta.delete_tag(&name, &tag("i"), &[]).await.unwrap(),
+            "{engine}"
+        );
+        assert!(
+            !meta.delete_tag(&name, &tag("i"), &[]).await.unwrap(),
             "{engine}"
         );
         assert_eq!(
-            meta.delete_manifest(&name, &digest_of(&list))
+            meta.delete_manifest(&name, &digest_of(&list), &[])
                 .await
                 .unwrap(),
             Deletion::Removed
         );
         assert_eq!(
-            meta.delete_manifest(&name, &digest).await.unwrap(),
+            meta.delete_manifest(&name, &digest, &[]).await.unwrap(),
             Deletion::Removed,
             "{engine}"
         );
@@ -417,7 +420,7 @@ async fn deletes_respect_references() {
             "{engine}: marked link outlived its manifest"
         );
         assert_eq!(
-            meta.unlink_blob(&name, &config).await.unwrap(),
+            meta.unlink_blob(&name, &config, &[]).await.unwrap(),
             Deletion::NotFound,
             "{engine}"
         );
@@ -437,7 +440,7 @@ async fn a_marked_link_stays_while_any_manifest_references_it_and_an_upload_unma
         assert_eq!(put(&meta, &name, &second, None).await, ManifestPut::Stored);
         for digest in [&config, &layer_a] {
             assert_eq!(
-                meta.unlink_blob(&name, digest).await.unwrap(),
+                meta.unlink_blob(&name, digest, &[]).await.unwrap(),
                 Deletion::Marked
             );
         }
@@ -451,7 +454,7 @@ async fn a_marked_link_stays_while_any_manifest_references_it_and_an_upload_unma
             }
         };
         assert_eq!(
-            meta.delete_manifest(&name, &digest_of(&first))
+            meta.delete_manifest(&name, &digest_of(&first), &[])
                 .await
                 .unwrap(),
             Deletion::Removed
@@ -468,7 +471,7 @@ async fn a_marked_link_stays_while_any_manifest_references_it_and_an_upload_unma
         // The client uploads the config again: it asks for the link anew.
         blob(&meta, &name, b"shared cfg").await;
         assert_eq!(
-            meta.delete_manifest(&name, &digest_of(&second))
+            meta.delete_manifest(&name, &digest_of(&second), &[])
                 .await
                 .unwrap(),
             Deletion::Removed
@@ -498,11 +501,13 @@ async fn a_blob_delete_racing_its_manifests_delete_leaves_no_link() {
             );
             let blob_delete = {
                 let (meta, name, config) = (meta.clone(), name.clone(), config.clone());
-                tokio::spawn(async move { meta.unlink_blob(&name, &config).await.unwrap() })
+                tokio::spawn(async move { meta.unlink_blob(&name, &config, &[]).await.unwrap() })
             };
             let manifest_delete = {
                 let (meta, name, digest) = (meta.clone(), name.clone(), digest_of(&manifest));
-                tokio::spawn(async move { meta.delete_manifest(&name, &digest).await.unwrap() })
+                tokio::spawn(
+                    async move { meta.delete_manifest(&name, &digest, &[]).await.unwrap() },
+                )
             };
             let (unlinked, deleted) = (blob_delete.await.unwrap(), manifest_delete.await.unwrap());
             assert_eq!(deleted, Deletion::Removed, "{engine} iteration {iteration}");
@@ -696,7 +701,7 @@ async fn a_manifest_push_racing_a_blob_delete_never_dangles() {
             };
             let delete = {
                 let (meta, name, config) = (meta.clone(), name.clone(), config.clone());
-                tokio::spawn(async move { meta.unlink_blob(&name, &config).await.unwrap() })
+                tokio::spawn(async move { meta.unlink_blob(&name, &config, &[]).await.unwrap() })
             };
             let (pushed, deleted) = (push.await.unwrap(), delete.await.unwrap());
             match (&pushed, deleted) {

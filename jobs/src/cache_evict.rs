@@ -71,7 +71,7 @@ async fn evict(ctx: &JobContext, repository: &str, digest: &str) -> Result<bool,
         )));
     };
     Ok(matches!(
-        ctx.metadata.delete_manifest(&name, &digest).await?,
+        ctx.metadata.delete_manifest(&name, &digest, &[]).await?,
         Deletion::Removed
     ))
 }

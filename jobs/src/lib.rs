@@ -54,6 +54,7 @@
 //! blob is reached again only by an upload, which takes the blob lock (step 2).
 
 mod cache_evict;
+pub mod deliver_events;
 mod gc;
 mod index;
 mod project_storage;
@@ -68,8 +69,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use registry_common::config::JobsConfig;
-use registry_common::config::UpstreamConfig;
+use registry_common::config::{EventsConfig, UpstreamConfig};
+use registry_common::events::delivery::Destinations;
 use registry_common::metadata::Metadata;
+use registry_common::services::events::{Deliverer, DeliveryPolicy};
 use registry_common::storage::Storage;
 pub use report::{JobError, JobReport};
 
@@ -81,6 +84,19 @@ pub struct JobContext {
     pub config: JobsConfig,
     /// The pull-through cache's upstreams (`UPSTREAMS_FILE`), for `cache-evict`.
     pub upstreams: Vec<Arc<UpstreamConfig>>,
+    /// Sends the event outbox (`deliver-events`); `None` without a destination.
+    pub deliverer: Option<Deliverer>,
+}
+
+/// The deliverer of the event outbox for these settings, when a destination is configured.
+pub fn deliverer(metadata: &Metadata, events: &EventsConfig) -> Option<Deliverer> {
+    events.enabled().then(|| {
+        Deliverer::new(
+            metadata.clone(),
+            Destinations::new(events),
+            DeliveryPolicy::of(events),
+        )
+    })
 }
 
 impl JobContext {
@@ -98,17 +114,19 @@ pub enum Job {
     BlobGc,
     UploadCleanup,
     ProjectStorage,
+    DeliverEvents,
     RunAll,
 }
 
 impl Job {
-    pub const ALL: [Job; 7] = [
+    pub const ALL: [Job; 8] = [
         Job::Migrate,
         Job::IndexManifests,
         Job::CacheEvict,
         Job::BlobGc,
         Job::UploadCleanup,
         Job::ProjectStorage,
+        Job::DeliverEvents,
         Job::RunAll,
     ];
 
@@ -120,6 +138,7 @@ impl Job {
             Job::BlobGc => "blob-gc",
             Job::UploadCleanup => "upload-cleanup",
             Job::ProjectStorage => "project-storage",
+            Job::DeliverEvents => "deliver-events",
             Job::RunAll => "run-all",
         }
     }
@@ -140,6 +159,7 @@ pub async fn run(job: Job, ctx: &JobContext) -> Result<Vec<JobReport>, JobError>
             Job::BlobGc,
             Job::UploadCleanup,
             Job::ProjectStorage,
+            Job::DeliverEvents,
         ],
         _ => std::slice::from_ref(&job),
     };
@@ -172,6 +192,7 @@ async fn run_one(job: Job, ctx: &JobContext) -> Result<JobReport, JobError> {
         Job::BlobGc => gc::run(ctx, &mut report).await?,
         Job::UploadCleanup => upload_cleanup::run(ctx, &mut report).await?,
         Job::ProjectStorage => project_storage::run(ctx, &mut report).await?,
+        Job::DeliverEvents => deliver_events::run(ctx, &mut report).await?,
         // `run` expands run-all into its jobs; the name itself does nothing.
         Job::RunAll => {}
     }

@@ -12,16 +12,23 @@ use registry_jobs::{Job, JobContext};
 
 fn usage() -> String {
     let names: Vec<&str> = Job::ALL.iter().map(|j| j.name()).collect();
-    format!("usage: jobs <{}>", names.join("|"))
+    format!(
+        "usage: jobs <{}>\n       jobs deliver-events --loop",
+        names.join("|")
+    )
 }
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let (Some(name), None) = (args.next(), args.next()) else {
-        eprintln!("{}", usage());
-        return ExitCode::from(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (name, looping) = match args.as_slice() {
+        [name] => (name, false),
+        [name, flag] if name == "deliver-events" && flag == "--loop" => (name, true),
+        _ => {
+            eprintln!("{}", usage());
+            return ExitCode::from(2);
+        }
     };
-    let Some(job) = Job::from_name(&name) else {
+    let Some(job) = Job::from_name(name) else {
         eprintln!("jobs: unknown job {name:?}\n{}", usage());
         return ExitCode::from(2);
     };
@@ -44,7 +51,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        match run(job, config).await {
+        match run(job, looping, config).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(job = job.name(), error = %registry_common::error::ErrorChain(e.as_ref()), "job failed");
@@ -56,6 +63,7 @@ fn main() -> ExitCode {
 
 async fn run(
     job: Job,
+    looping: bool,
     config: JobsBinaryConfig,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut db = config.db.clone();
@@ -70,8 +78,15 @@ async fn run(
         storage: open_storage(&config.storage, &backends).await?,
         config: config.jobs,
         upstreams: config.upstreams.upstreams.clone(),
+        deliverer: registry_jobs::deliverer(&metadata, &config.events),
     };
-    let result = registry_jobs::run(job, &ctx).await;
+    let result = if looping {
+        registry_jobs::deliver_events::run_loop(&ctx)
+            .await
+            .map(|()| Vec::new())
+    } else {
+        registry_jobs::run(job, &ctx).await
+    };
     metadata.close().await;
     result?;
     Ok(())

@@ -96,7 +96,7 @@ mod tests {
                 "{e:?}"
             );
 
-            let unlinked = e.ctx.metadata.unlink_blob(&name, &gone).await;
+            let unlinked = e.ctx.metadata.unlink_blob(&name, &gone, &[]).await;
             assert_eq!(
                 unlinked.expect("unlink"),
                 registry_common::metadata::Deletion::Removed,

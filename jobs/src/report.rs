@@ -75,6 +75,12 @@ pub enum JobError {
     },
     #[error("{} item(s) failed", reports.iter().map(|r| r.failures).sum::<u64>())]
     ItemsFailed { reports: Vec<JobReport> },
+    /// The job cannot run as asked with these settings.
+    #[error("{job}: {why}")]
+    NothingToDo {
+        job: &'static str,
+        why: &'static str,
+    },
 }
 
 impl JobError {

@@ -78,6 +78,7 @@ pub(crate) async fn engines(config: JobsConfig) -> Vec<Engine> {
                 storage,
                 config: config.clone(),
                 upstreams: Vec::new(),
+                deliverer: None,
             },
             _dir: dir,
             _db: db,
@@ -171,7 +172,7 @@ impl Engine {
         let put = self
             .ctx
             .metadata
-            .put_manifest(name, new, Some(&tag))
+            .put_manifest(name, new, Some(&tag), &[])
             .await
             .expect("put manifest");
         assert_eq!(put, ManifestPut::Stored, "{}", self.name);

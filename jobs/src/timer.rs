@@ -4,22 +4,24 @@
 
 use std::time::Duration;
 
+use registry_common::config::EventsConfig;
 use registry_common::http::service_main::StartHook;
 use registry_common::state::AppState;
 
 use crate::{Job, JobContext, JobsConfig};
 
-/// The timer as `service_main::Plugins::on_start`, with the jobs' settings the binary read.
-pub fn hook(config: JobsConfig) -> StartHook {
+/// The timer as `service_main::Plugins::on_start`, with the jobs' and the events' settings
+/// the binary read.
+pub fn hook(config: JobsConfig, events: EventsConfig) -> StartHook {
     Box::new(move |state| {
-        start(state, config);
+        start(state, config, &events);
         Ok(())
     })
 }
 
 /// Starts the timer on the runtime this is called from (a no-op when
 /// `JOBS_INTERVAL_SECS=0`).
-pub fn start(state: &AppState, config: JobsConfig) {
+pub fn start(state: &AppState, config: JobsConfig, events: &EventsConfig) {
     if config.jobs_interval_secs == 0 {
         tracing::info!("in-process jobs disabled (JOBS_INTERVAL_SECS=0)");
         return;
@@ -30,6 +32,7 @@ pub fn start(state: &AppState, config: JobsConfig) {
         storage: state.storage.clone(),
         config,
         upstreams: state.cache.upstreams(),
+        deliverer: crate::deliverer(&state.metadata, events),
     };
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);

@@ -67,6 +67,7 @@ async fn setups(config: JobsConfig) -> Vec<Setup> {
                 storage,
                 config: config.clone(),
                 upstreams: Vec::new(),
+                deliverer: None,
             },
             _dir: dir,
             _db: db,
@@ -146,7 +147,7 @@ async fn push_manifest(setup: &Setup, name: &RepositoryName, payload: &[u8], tag
     let put = setup
         .ctx
         .metadata
-        .put_manifest(name, new, Some(&tag))
+        .put_manifest(name, new, Some(&tag), &[])
         .await
         .expect("put");
     assert_eq!(put, ManifestPut::Stored);
@@ -535,7 +536,7 @@ async fn the_grace_period_counts_from_a_links_last_use() {
         let deleted = setup
             .ctx
             .metadata
-            .delete_manifest(&name, &Digest::sha256_of(&manifest))
+            .delete_manifest(&name, &Digest::sha256_of(&manifest), &[])
             .await
             .expect("delete manifest");
         assert_eq!(deleted, registry_common::metadata::Deletion::Removed, "{e}");
@@ -564,7 +565,7 @@ async fn a_marked_link_goes_with_its_manifest_or_at_the_next_collection() {
         push_manifest(&setup, &name, &manifest, "v1").await;
         let meta = &setup.ctx.metadata;
         assert_eq!(
-            meta.unlink_blob(&name, &config).await.expect("unlink"),
+            meta.unlink_blob(&name, &config, &[]).await.expect("unlink"),
             registry_common::metadata::Deletion::Marked,
             "{e}"
         );

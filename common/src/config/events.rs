@@ -33,6 +33,9 @@ pub struct EventsConfig {
     pub pulls: bool,
     /// This process's identity in events' `source.instanceID`: a fresh UUID v4 per process.
     pub source_instance: String,
+    /// Events' `source.addr`: the Cloud Run revision (`K_REVISION`) or the host name
+    /// (`HOSTNAME`), and the port (`PORT`) when set.
+    pub source_addr: String,
 }
 
 /// The NATS destination.
@@ -155,12 +158,25 @@ impl EventsConfig {
             dead_retention: Duration::from_secs(raw.events_dead_retention_secs),
             pulls,
             source_instance: uuid::Uuid::new_v4().to_string(),
+            source_addr: source_addr(vars),
         })
     }
 
     /// Whether any destination is configured (events are recorded only then).
     pub fn enabled(&self) -> bool {
         self.nats.is_some() || !self.webhooks.is_empty()
+    }
+}
+
+/// Where this process runs, as events' `source.addr` names it.
+fn source_addr(vars: &Vars) -> String {
+    let host = ["K_REVISION", "HOSTNAME"]
+        .into_iter()
+        .find_map(|name| vars.get(name).filter(|v| !v.is_empty()))
+        .unwrap_or("localhost");
+    match vars.get("PORT").filter(|v| !v.is_empty()) {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
     }
 }
 

@@ -1,7 +1,11 @@
-//! Registry events (issue #18): what happened to a repository, recorded in an outbox and sent
-//! to the configured destinations ([`delivery`]).
+//! Registry events: what happened to a repository ([`Action`]), who asked ([`EventOrigin`]),
+//! and where events go ([`delivery`]). The outbox rows live in `metadata::events`; the
+//! services write them with each change and deliver them (`services::events`).
 
 pub mod delivery;
+mod origin;
+
+pub use origin::EventOrigin;
 
 /// What an event reports, as distribution's notifications name it (`"push"`, `"pull"`,
 /// `"delete"`, `"mount"`); also the last token of the NATS subject.

@@ -13,6 +13,7 @@ mod extract;
 pub mod headers;
 mod layers;
 pub mod oci_error;
+mod origin;
 mod route;
 mod server;
 pub mod service_main;

@@ -18,6 +18,8 @@ use crate::auth::{AuthSetupError, Authorizer};
 use crate::bootstrap::{BootstrapError, open_state_with};
 pub use crate::bootstrap::{OpenedStorage, PluginError, StorageBackends};
 use crate::config::{ConfigError, ServerConfig, ServiceConfig};
+use crate::events::delivery::Destinations;
+use crate::services::events::{Deliverer, DeliveryPolicy};
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -152,7 +154,9 @@ pub async fn serve_service(
     if let Some(on_start) = plugins.on_start {
         on_start(&state).map_err(ServiceError::Plugin)?;
     }
+    start_event_delivery(&state, config);
     let metadata = state.metadata.clone();
+    let events = state.events.clone();
     let addr = SocketAddr::new(
         config.server.host,
         config.server.port_or(service.default_port),
@@ -170,7 +174,27 @@ pub async fn serve_service(
     serve(listener, app, &config.server, shutdown_signal())
         .await
         .map_err(ServiceError::Serve)?;
+    events.flush_pulls(&metadata).await;
     metadata.close().await;
     tracing::info!(service = service.name, "stopped");
     Ok(())
+}
+
+/// How often this process's deliverer looks for retries that came due (a change it commits
+/// wakes it at once).
+const DELIVERY_TICK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// When events are on: this process's deliverer (right after each commit here, and for due
+/// retries), and the writer of batched pull events.
+fn start_event_delivery(state: &AppState, config: &ServiceConfig) {
+    let Some(wake) = state.events.wake_handle() else {
+        return;
+    };
+    let deliverer = Deliverer::new(
+        state.metadata.clone(),
+        Destinations::new(&config.events),
+        DeliveryPolicy::of(&config.events),
+    );
+    tokio::spawn(deliverer.run(wake, DELIVERY_TICK));
+    tokio::spawn(state.events.clone().write_pulls(state.metadata.clone()));
 }

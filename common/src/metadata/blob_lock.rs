@@ -11,7 +11,8 @@
 use sqlx::{Any, Transaction};
 
 use super::{
-    Engine, Metadata, MetadataError, is_foreign_key_violation, now_millis, repositories, to_db_size,
+    Engine, Metadata, MetadataError, NewEvent, events, is_foreign_key_violation, now_millis,
+    repositories, to_db_size,
 };
 use crate::oci::{Digest, RepositoryName, UploadId};
 
@@ -20,6 +21,7 @@ use crate::oci::{Digest, RepositoryName, UploadId};
 pub struct BlobLock {
     pub(super) tx: Transaction<'static, Any>,
     pub(super) digest: String,
+    pub(super) engine: Engine,
 }
 
 impl Metadata {
@@ -43,7 +45,11 @@ impl Metadata {
             .execute(&mut *tx)
             .await
             .map_err(MetadataError::query("take blob lock"))?;
-        Ok(BlobLock { tx, digest })
+        Ok(BlobLock {
+            tx,
+            digest,
+            engine: self.engine,
+        })
     }
 }
 
@@ -130,6 +136,11 @@ impl BlobLock {
             Err(e) if is_foreign_key_violation(&e) => Ok(false),
             Err(e) => Err(MetadataError::query("delete blob")(e)),
         }
+    }
+
+    /// Writes events in the lock's transaction (they commit with it).
+    pub async fn record_events(&mut self, events: &[NewEvent]) -> Result<(), MetadataError> {
+        events::insert_in(&mut self.tx, self.engine, events).await
     }
 
     pub async fn commit(self) -> Result<(), MetadataError> {

@@ -12,7 +12,8 @@
 use std::time::Duration;
 
 use super::{
-    Metadata, MetadataError, from_db_size, is_foreign_key_violation, now_millis, repositories,
+    Metadata, MetadataError, NewEvent, events, from_db_size, is_foreign_key_violation, now_millis,
+    repositories,
 };
 use crate::oci::{Digest, RepositoryName};
 
@@ -108,12 +109,14 @@ impl Metadata {
     }
 
     /// Links a blob linked in `from` to `target` too (cross-repository mount). Returns the
-    /// blob's size when the target has the link afterwards.
+    /// blob's size when the target has the link afterwards; `event` makes the events written
+    /// with the mount, from that size.
     pub async fn mount_blob(
         &self,
         target: &RepositoryName,
         from: &RepositoryName,
         digest: &Digest,
+        event: &(dyn Fn(u64) -> Vec<NewEvent> + Sync),
     ) -> Result<Option<u64>, MetadataError> {
         let mut tx = self
             .write
@@ -147,10 +150,14 @@ impl Metadata {
         .fetch_optional(&mut *tx)
         .await
         .map_err(MetadataError::query("select mounted link"))?;
+        let size = row.map(|(size,)| from_db_size(size));
+        if let Some(size) = size {
+            events::insert_in(&mut tx, self.engine, &event(size)).await?;
+        }
         tx.commit()
             .await
             .map_err(MetadataError::query("commit mount"))?;
-        Ok(row.map(|(size,)| from_db_size(size)))
+        Ok(size)
     }
 
     /// Removes the repository's link to a blob (its bytes go with garbage collection) when no
@@ -165,6 +172,7 @@ impl Metadata {
         &self,
         name: &RepositoryName,
         digest: &Digest,
+        events: &[NewEvent],
     ) -> Result<Deletion, MetadataError> {
         let mut tx = self
             .write
@@ -201,10 +209,11 @@ impl Metadata {
             // commits, the collector removes the marked link).
             Err(e) if is_foreign_key_violation(&e) => {
                 drop(tx);
-                return self.mark_link(name, digest).await;
+                return self.mark_link(name, digest, events).await;
             }
             Err(e) => return Err(MetadataError::query("delete blob link")(e)),
         };
+        events::insert_in(&mut tx, self.engine, events).await?;
         tx.commit()
             .await
             .map_err(MetadataError::query("commit blob unlink"))?;
@@ -215,19 +224,28 @@ impl Metadata {
         &self,
         name: &RepositoryName,
         digest: &Digest,
+        events: &[NewEvent],
     ) -> Result<Deletion, MetadataError> {
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(MetadataError::query("begin blob mark"))?;
         let marked = sqlx::query(MARK_LINK)
             .bind(now_millis())
             .bind(digest.to_string())
             .bind(name.as_str())
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await
             .map_err(MetadataError::query("mark blob link"))?;
-        Ok(if marked.rows_affected() == 0 {
-            Deletion::NotFound
-        } else {
-            Deletion::Marked
-        })
+        if marked.rows_affected() == 0 {
+            return Ok(Deletion::NotFound);
+        }
+        events::insert_in(&mut tx, self.engine, events).await?;
+        tx.commit()
+            .await
+            .map_err(MetadataError::query("commit blob mark"))?;
+        Ok(Deletion::Marked)
     }
 }
 

@@ -8,7 +8,7 @@ use crate::oci::{Digest, ParsedManifest, RepositoryName, Tag, UploadId};
 
 /// Keeps an engine's database alive for the test.
 #[expect(dead_code, reason = "held only for its Drop")]
-enum Guard {
+pub(super) enum Guard {
     Sqlite(tempfile::TempDir),
     Postgres(registry_tests::TestDatabase),
 }
@@ -25,7 +25,7 @@ fn db_config() -> DbConfig {
 }
 
 /// A migrated, empty database per engine available.
-async fn engines() -> Vec<(&'static str, Metadata, Guard)> {
+pub(super) async fn engines() -> Vec<(&'static str, Metadata, Guard)> {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("meta.db").display());
     let sqlite = Metadata::connect(&url, &db_config()).await.expect("sqlite");
@@ -40,16 +40,16 @@ async fn engines() -> Vec<(&'static str, Metadata, Guard)> {
     engines
 }
 
-fn repo(name: &str) -> RepositoryName {
+pub(super) fn repo(name: &str) -> RepositoryName {
     RepositoryName::parse(name).expect("valid name")
 }
 
-fn tag(name: &str) -> Tag {
+pub(super) fn tag(name: &str) -> Tag {
     Tag::parse(name).expect("valid tag")
 }
 
 /// Records a blob in the repository, as a finished upload does.
-async fn blob(meta: &Metadata, name: &RepositoryName, bytes: &[u8]) -> (Digest, u64) {
+pub(super) async fn blob(meta: &Metadata, name: &RepositoryName, bytes: &[u8]) -> (Digest, u64) {
     let digest = Digest::sha256_of(bytes);
     let mut lock = meta.lock_blob(&digest).await.expect("lock");
     lock.record(name, bytes.len() as u64).await.expect("record");
@@ -58,7 +58,7 @@ async fn blob(meta: &Metadata, name: &RepositoryName, bytes: &[u8]) -> (Digest, 
 }
 
 /// An image manifest with `config` as its config and `layer` as its one layer.
-fn image(config: &(Digest, u64), layer: &(Digest, u64), note: &str) -> Vec<u8> {
+pub(super) fn image(config: &(Digest, u64), layer: &(Digest, u64), note: &str) -> Vec<u8> {
     serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -70,7 +70,7 @@ fn image(config: &(Digest, u64), layer: &(Digest, u64), note: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn put(
+pub(super) async fn put(
     meta: &Metadata,
     name: &RepositoryName,
     payload: &[u8],
@@ -84,7 +84,7 @@ async fn put(
         payload,
         parsed: &parsed,
     };
-    let put = meta.put_manifest(name, new, tag).await.expect("put");
+    let put = meta.put_manifest(name, new, tag, &[]).await.expect("put");
     (digest, put)
 }
 
@@ -238,11 +238,11 @@ async fn a_tag_moves_to_the_last_manifest_put_under_it() {
             "{engine}"
         );
         assert!(
-            meta.delete_tag(&name, &latest).await.expect("delete"),
+            meta.delete_tag(&name, &latest, &[]).await.expect("delete"),
             "{engine}"
         );
         assert!(
-            !meta.delete_tag(&name, &latest).await.expect("delete"),
+            !meta.delete_tag(&name, &latest, &[]).await.expect("delete"),
             "{engine}"
         );
         assert!(

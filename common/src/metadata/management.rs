@@ -3,7 +3,7 @@
 //! a repository's size, and deleting a whole repository in bounded batches.
 
 use super::uploads::PartRecord;
-use super::{Metadata, MetadataError, from_db_size, is_foreign_key_violation};
+use super::{Metadata, MetadataError, NewEvent, events, from_db_size, is_foreign_key_violation};
 use crate::oci::RepositoryName;
 
 /// Repositories whose names sort between `$1` (exclusive) and `$2` (exclusive): a project's
@@ -258,13 +258,32 @@ impl Metadata {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes the repository row and, by cascade, whatever is still in it.
-    pub async fn delete_repository_row(&self, repository_id: i64) -> Result<bool, MetadataError> {
+    /// Deletes the repository row and, by cascade, whatever is still in it (with `events`,
+    /// when it was there).
+    pub async fn delete_repository_row(
+        &self,
+        repository_id: i64,
+        events: &[NewEvent],
+    ) -> Result<bool, MetadataError> {
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(MetadataError::query("begin repository delete"))?;
+        // The events first: on PostgreSQL they lock the repository's row, which must still
+        // be there.
+        events::insert_in(&mut tx, self.engine, events).await?;
         let done = sqlx::query("DELETE FROM repositories WHERE id = $1")
             .bind(repository_id)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await
             .map_err(MetadataError::query("delete repository"))?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        tx.commit()
+            .await
+            .map_err(MetadataError::query("commit repository delete"))?;
+        Ok(true)
     }
 }

@@ -8,7 +8,7 @@ use sqlx::{Any, AssertSqlSafe, Transaction};
 use super::{
     Deletion, Engine, Metadata, MetadataError, from_db_size, is_foreign_key_violation, now_millis,
 };
-use super::{repositories, to_db_size};
+use super::{NewEvent, events, repositories, to_db_size};
 use crate::oci::{Descriptor, Digest, MediaType, ParsedManifest, RepositoryName, Tag};
 
 /// Manifests of a repository whose subject is a digest (optionally one artifact type).
@@ -76,12 +76,13 @@ type ReferrerTuple = (String, String, i64, Option<String>, Option<String>);
 
 impl Metadata {
     /// Stores a manifest with its references and, when given, points the tag at it, all in
-    /// one transaction. Nothing is written unless every reference is present.
+    /// one transaction with its `events`. Nothing is written unless every reference is present.
     pub async fn put_manifest(
         &self,
         name: &RepositoryName,
         manifest: NewManifest<'_>,
         tag: Option<&Tag>,
+        events: &[NewEvent],
     ) -> Result<ManifestPut, MetadataError> {
         let mut tx = self
             .write
@@ -128,6 +129,7 @@ impl Metadata {
             }
             Err(e) => return Err(MetadataError::query("insert manifest")(e)),
         }
+        events::insert_in(&mut tx, self.engine, events).await?;
         tx.commit()
             .await
             .map_err(MetadataError::query("commit manifest"))?;
@@ -164,7 +166,7 @@ impl Metadata {
         row.map(stored).transpose()
     }
 
-    /// Deletes a manifest, its tags and its reference rows.
+    /// Deletes a manifest, its tags and its reference rows (with `events`, when it was there).
     ///
     /// The links of its blobs are locked first and their `used_at` set (a link that no
     /// manifest references any more is kept a grace period from now: a client may have
@@ -176,6 +178,7 @@ impl Metadata {
         &self,
         name: &RepositoryName,
         digest: &Digest,
+        events: &[NewEvent],
     ) -> Result<Deletion, MetadataError> {
         let Some(repository_id) = self.repository_id(name).await? else {
             return Ok(Deletion::NotFound);
@@ -225,6 +228,7 @@ impl Metadata {
         if deletion != Deletion::Removed {
             return Ok(deletion);
         }
+        events::insert_in(&mut tx, self.engine, events).await?;
         tx.commit()
             .await
             .map_err(MetadataError::query("commit manifest delete"))?;
@@ -255,22 +259,35 @@ impl Metadata {
         }
     }
 
-    /// Deletes a tag; the manifest stays.
+    /// Deletes a tag (with `events`, when it was there); the manifest stays.
     pub async fn delete_tag(
         &self,
         name: &RepositoryName,
         tag: &Tag,
+        events: &[NewEvent],
     ) -> Result<bool, MetadataError> {
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(MetadataError::query("begin tag delete"))?;
         let done = sqlx::query(
             "DELETE FROM tags WHERE name = $1 \
              AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
         )
         .bind(tag.as_str())
         .bind(name.as_str())
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(MetadataError::query("delete tag"))?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        events::insert_in(&mut tx, self.engine, events).await?;
+        tx.commit()
+            .await
+            .map_err(MetadataError::query("commit tag delete"))?;
+        Ok(true)
     }
 
     /// Manifests of the repository whose subject is `subject`, optionally of one artifact type.

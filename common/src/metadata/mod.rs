@@ -9,6 +9,7 @@
 mod blob_lock;
 mod blobs;
 mod cache;
+mod events;
 mod maintenance;
 mod management;
 mod manifests;
@@ -26,6 +27,10 @@ use crate::config::DbConfig;
 pub use blob_lock::BlobLock;
 pub use blobs::{Deletion, LINK_USE_REFRESH};
 pub use cache::{CachedManifest, EvictionCandidate, TaggedManifest};
+pub use events::{
+    ClaimedDelivery, DeadLetter, DeliveryOutcome, EventBacklog, EventsPurged, NewEvent,
+    UnfannedEvent,
+};
 pub use maintenance::{Indexed, LinkRef, ManifestRow, StaleUpload, cutoff};
 pub use management::{ManifestSummaryRow, RepositoryRow, TagRow, UploadParts};
 pub use manifests::{ManifestPut, NewManifest, ReferrerRow, StoredManifest};
@@ -287,6 +292,8 @@ pub(crate) fn from_db_size(size: i64) -> u64 {
 
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod events_tests;
 
 #[cfg(test)]
 mod tests {

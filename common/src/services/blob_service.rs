@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
+use super::events::EventRecorder;
 use crate::error::ErrorChain;
+use crate::events::EventOrigin;
 use crate::metadata::{Deletion, Metadata, MetadataError};
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::{BlobKey, ByteRange, ByteStream, Storage, StorageError};
@@ -14,6 +16,7 @@ use crate::storage::{BlobKey, ByteRange, ByteStream, Storage, StorageError};
 pub struct BlobService {
     metadata: Metadata,
     storage: Arc<dyn Storage>,
+    events: EventRecorder,
 }
 
 /// Why a blob operation failed.
@@ -82,8 +85,12 @@ impl std::fmt::Debug for BlobRead {
 }
 
 impl BlobService {
-    pub fn new(metadata: Metadata, storage: Arc<dyn Storage>) -> Self {
-        BlobService { metadata, storage }
+    pub fn new(metadata: Metadata, storage: Arc<dyn Storage>, events: EventRecorder) -> Self {
+        BlobService {
+            metadata,
+            storage,
+            events,
+        }
     }
 
     /// The size of a blob linked to the repository; never touches the bytes.
@@ -138,10 +145,19 @@ impl BlobService {
     /// Removes the blob from the repository (its bytes go with garbage collection). While
     /// manifests of the repository reference it, it stays readable for them and goes with
     /// the last of them (see `Metadata::unlink_blob`).
-    pub async fn delete(&self, name: &RepositoryName, digest: &Digest) -> Result<(), BlobError> {
-        match self.metadata.unlink_blob(name, digest).await? {
+    pub async fn delete(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+        origin: &EventOrigin,
+    ) -> Result<(), BlobError> {
+        let events = self.events.blob_deleted(origin, name, digest);
+        match self.metadata.unlink_blob(name, digest, &events).await? {
             // (A link in use is `Marked`; `InUse` is the manifests' outcome.)
-            Deletion::Removed | Deletion::Marked | Deletion::InUse => Ok(()),
+            Deletion::Removed | Deletion::Marked | Deletion::InUse => {
+                self.events.committed();
+                Ok(())
+            }
             Deletion::NotFound => Err(BlobError::Unknown {
                 digest: digest.clone(),
             }),

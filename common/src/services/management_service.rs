@@ -10,12 +10,14 @@
 use std::sync::Arc;
 
 use super::Page;
+use super::events::EventRecorder;
 use super::management_model::{
     Kind, ManifestItem, PageRequest, Project, ProjectRepository, ProjectStorage, RepositoryInfo,
     RepositoryItem, RepositoryPage, TagItem, Timestamp,
 };
 use crate::error::ErrorChain;
-use crate::metadata::{Deletion, Metadata, MetadataError, PartRecord, RepositoryRow};
+use crate::events::EventOrigin;
+use crate::metadata::{Deletion, Metadata, MetadataError, NewEvent, PartRecord, RepositoryRow};
 use crate::oci::{Digest, RepositoryName, Tag, UploadId};
 use crate::storage::{Storage, UploadPartKey};
 
@@ -63,11 +65,16 @@ impl ManagementError {
 pub struct ManagementService {
     metadata: Metadata,
     storage: Arc<dyn Storage>,
+    events: EventRecorder,
 }
 
 impl ManagementService {
-    pub fn new(metadata: Metadata, storage: Arc<dyn Storage>) -> Self {
-        ManagementService { metadata, storage }
+    pub fn new(metadata: Metadata, storage: Arc<dyn Storage>, events: EventRecorder) -> Self {
+        ManagementService {
+            metadata,
+            storage,
+            events,
+        }
     }
 
     /// A page of the project's repositories, by name. A project without repositories has
@@ -207,10 +214,19 @@ impl ManagementService {
         &self,
         repository: &ProjectRepository,
         tag: &Tag,
+        origin: &EventOrigin,
     ) -> Result<(), ManagementError> {
         self.row(repository).await?;
-        match self.metadata.delete_tag(repository.name(), tag).await? {
-            true => Ok(()),
+        let events = self.events.tag_deleted(origin, repository.name(), tag);
+        match self
+            .metadata
+            .delete_tag(repository.name(), tag, &events)
+            .await?
+        {
+            true => {
+                self.events.committed();
+                Ok(())
+            }
             false => Err(ManagementError::TagNotFound),
         }
     }
@@ -221,14 +237,21 @@ impl ManagementService {
         &self,
         repository: &ProjectRepository,
         digest: &Digest,
+        origin: &EventOrigin,
     ) -> Result<(), ManagementError> {
         self.row(repository).await?;
+        let events = self
+            .events
+            .manifest_deleted(origin, repository.name(), digest);
         match self
             .metadata
-            .delete_manifest(repository.name(), digest)
+            .delete_manifest(repository.name(), digest, &events)
             .await?
         {
-            Deletion::Removed | Deletion::Marked => Ok(()),
+            Deletion::Removed | Deletion::Marked => {
+                self.events.committed();
+                Ok(())
+            }
             Deletion::NotFound => Err(ManagementError::ManifestNotFound),
             Deletion::InUse => Err(ManagementError::ManifestInUse),
         }
@@ -243,15 +266,22 @@ impl ManagementService {
     pub async fn delete_repository(
         &self,
         repository: &ProjectRepository,
+        origin: &EventOrigin,
     ) -> Result<(), ManagementError> {
         let row = self.row(repository).await?;
         let this = self.clone();
         let name = repository.name().clone();
-        let task = tokio::spawn(async move { this.empty_and_delete(row.id, &name).await });
+        let events = self.events.repository_deleted(origin, &name);
+        let task = tokio::spawn(async move { this.empty_and_delete(row.id, &name, &events).await });
         Ok(task.await.map_err(ManagementError::Task)??)
     }
 
-    async fn empty_and_delete(&self, id: i64, name: &RepositoryName) -> Result<(), MetadataError> {
+    async fn empty_and_delete(
+        &self,
+        id: i64,
+        name: &RepositoryName,
+        events: &[NewEvent],
+    ) -> Result<(), MetadataError> {
         let (mut tags, mut manifests, mut links, mut uploads) = (0, 0, 0, 0);
         loop {
             match self.metadata.delete_tags_batch(id, DELETE_BATCH).await? {
@@ -288,7 +318,9 @@ impl ManagementService {
             }
             links += n;
         }
-        self.metadata.delete_repository_row(id).await?;
+        if self.metadata.delete_repository_row(id, events).await? {
+            self.events.committed();
+        }
         tracing::info!(repository = %name, tags, manifests, links, uploads, "repository deleted");
         Ok(())
     }

@@ -7,6 +7,8 @@ use crate::oci::manifest::{OCI_INDEX, is_valid_media_type};
 use crate::oci::{Digest, InvalidManifest, ParsedManifest, Reference, RepositoryName};
 
 use super::Page;
+use super::events::{EventRecorder, ManifestTarget};
+use crate::events::EventOrigin;
 
 /// Fewest and most catalog rows read per query while filtering a page.
 const CATALOG_BATCH_MIN: u32 = 100;
@@ -16,6 +18,7 @@ const CATALOG_BATCH_MAX: u32 = 1000;
 #[derive(Debug, Clone)]
 pub struct ManifestService {
     metadata: Metadata,
+    events: EventRecorder,
 }
 
 /// Why a manifest, tag or listing operation failed.
@@ -57,17 +60,18 @@ pub struct PushedManifest {
 }
 
 impl ManifestService {
-    pub fn new(metadata: Metadata) -> Self {
-        ManifestService { metadata }
+    pub fn new(metadata: Metadata, events: EventRecorder) -> Self {
+        ManifestService { metadata, events }
     }
 
-    /// Validates and stores a manifest under a tag or its digest.
+    /// Validates and stores a manifest under a tag or its digest (with its push event).
     pub async fn put(
         &self,
         name: &RepositoryName,
         reference: &Reference,
         content_type: Option<&str>,
         body: &[u8],
+        origin: &EventOrigin,
     ) -> Result<PushedManifest, ManifestError> {
         let digest = match reference {
             Reference::Digest(claimed) => {
@@ -93,11 +97,21 @@ impl ManifestService {
             payload: body,
             parsed: &parsed,
         };
-        match self.metadata.put_manifest(name, new, tag).await? {
-            ManifestPut::Stored => Ok(PushedManifest {
-                digest,
-                subject: parsed.subject.clone(),
-            }),
+        let target = ManifestTarget {
+            digest: &digest,
+            media_type: parsed.kind.media_type(),
+            size: body.len() as u64,
+            parsed: Some(&parsed),
+        };
+        let events = self.events.manifest_pushed(origin, name, target, tag);
+        match self.metadata.put_manifest(name, new, tag, &events).await? {
+            ManifestPut::Stored => {
+                self.events.committed();
+                Ok(PushedManifest {
+                    digest,
+                    subject: parsed.subject.clone(),
+                })
+            }
             ManifestPut::MissingBlob(digest) | ManifestPut::MissingChild(digest) => {
                 Err(ManifestError::BlobUnknown { digest })
             }
@@ -129,22 +143,36 @@ impl ManifestService {
         }
     }
 
-    /// Deletes a tag (the manifest stays) or a manifest by digest (its tags go too).
+    /// Deletes a tag (the manifest stays) or a manifest by digest (its tags go too), with
+    /// its delete event.
     pub async fn delete(
         &self,
         name: &RepositoryName,
         reference: &Reference,
+        origin: &EventOrigin,
     ) -> Result<(), ManifestError> {
         match reference {
-            Reference::Tag(tag) => match self.metadata.delete_tag(name, tag).await? {
-                true => Ok(()),
-                false => Err(unknown(reference)),
-            },
-            Reference::Digest(digest) => match self.metadata.delete_manifest(name, digest).await? {
-                Deletion::Removed | Deletion::Marked => Ok(()),
-                Deletion::NotFound => Err(unknown(reference)),
-                Deletion::InUse => Err(ManifestError::InUse),
-            },
+            Reference::Tag(tag) => {
+                let events = self.events.tag_deleted(origin, name, tag);
+                match self.metadata.delete_tag(name, tag, &events).await? {
+                    true => {
+                        self.events.committed();
+                        Ok(())
+                    }
+                    false => Err(unknown(reference)),
+                }
+            }
+            Reference::Digest(digest) => {
+                let events = self.events.manifest_deleted(origin, name, digest);
+                match self.metadata.delete_manifest(name, digest, &events).await? {
+                    Deletion::Removed | Deletion::Marked => {
+                        self.events.committed();
+                        Ok(())
+                    }
+                    Deletion::NotFound => Err(unknown(reference)),
+                    Deletion::InUse => Err(ManifestError::InUse),
+                }
+            }
         }
     }
 

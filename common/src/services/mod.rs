@@ -6,6 +6,7 @@
 
 mod blob_service;
 pub mod cache;
+pub mod events;
 pub mod management_model;
 mod management_service;
 mod manifest_service;
@@ -14,6 +15,7 @@ pub mod upload_service;
 
 pub use blob_service::{BlobAnswer, BlobError, BlobRead, BlobService, RangeSpec};
 pub use cache::{CacheError, CacheService};
+pub use events::EventRecorder;
 pub use management_service::{ManagementError, ManagementService};
 pub use manifest_service::{ManifestError, ManifestService, PushedManifest};
 pub use page::Page;

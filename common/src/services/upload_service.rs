@@ -13,8 +13,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use super::events::EventRecorder;
 use crate::error::ErrorChain;
-use crate::metadata::{Metadata, MetadataError, PartRecord, UploadRow};
+use crate::events::EventOrigin;
+use crate::metadata::{Metadata, MetadataError, NewEvent, PartRecord, UploadRow};
 use crate::oci::digest::InvalidHashState;
 use crate::oci::{Algorithm, Digest, DigestHasher, RepositoryName, UploadId};
 use crate::storage::{BlobKey, PartName, Storage, StorageError, UploadPartKey};
@@ -27,6 +29,7 @@ const SESSION_ALGORITHM: Algorithm = Algorithm::Sha256;
 pub struct UploadService {
     metadata: Metadata,
     storage: Arc<dyn Storage>,
+    events: EventRecorder,
 }
 
 /// Why an upload operation failed.
@@ -164,8 +167,12 @@ struct WrittenPart {
 }
 
 impl UploadService {
-    pub fn new(metadata: Metadata, storage: Arc<dyn Storage>) -> Self {
-        UploadService { metadata, storage }
+    pub fn new(metadata: Metadata, storage: Arc<dyn Storage>, events: EventRecorder) -> Self {
+        UploadService {
+            metadata,
+            storage,
+            events,
+        }
     }
 
     /// Opens a new upload session in the repository.
@@ -184,9 +191,20 @@ impl UploadService {
         target: &RepositoryName,
         from: Option<&RepositoryName>,
         digest: &Digest,
+        origin: &EventOrigin,
     ) -> Result<Option<u64>, UploadError> {
         Ok(match from {
-            Some(from) => self.metadata.mount_blob(target, from, digest).await?,
+            Some(from) => {
+                let events = |size| self.events.blob_mounted(origin, target, from, digest, size);
+                let mounted = self
+                    .metadata
+                    .mount_blob(target, from, digest, &events)
+                    .await?;
+                if mounted.is_some() {
+                    self.events.committed();
+                }
+                mounted
+            }
             None => self.metadata.linked_blob_size(target, digest).await?,
         })
     }
@@ -198,6 +216,7 @@ impl UploadService {
         digest: &Digest,
         expected_len: Option<u64>,
         body: S,
+        origin: &EventOrigin,
     ) -> Result<(), UploadError>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
@@ -209,8 +228,9 @@ impl UploadService {
             .await?;
         let keys: Vec<UploadPartKey> = part.iter().map(|p| p.key.clone()).collect();
         let size = part.as_ref().map_or(0, |p| p.size);
+        let events = self.events.blob_pushed(origin, name, digest, size);
         let result = self
-            .commit_monolithic(name, digest, hasher, &keys, size)
+            .commit_monolithic(name, digest, hasher, &keys, size, &events)
             .await;
         self.discard(&keys).await;
         result
@@ -223,6 +243,7 @@ impl UploadService {
         hasher: DigestHasher,
         parts: &[UploadPartKey],
         size: u64,
+        events: &[NewEvent],
     ) -> Result<(), UploadError> {
         verify(digest, hasher.finish())?;
         self.storage
@@ -231,7 +252,9 @@ impl UploadService {
         let mut lock = self.metadata.lock_blob(digest).await?;
         self.ensure_object(digest, parts).await?;
         lock.record(name, size).await?;
+        lock.record_events(events).await?;
         lock.commit().await?;
+        self.events.committed();
         Ok(())
     }
 
@@ -310,6 +333,10 @@ impl UploadService {
 
     /// `PUT ?digest=`: appends an optional last chunk, verifies the digest, and makes the blob.
     /// On a digest mismatch the session stays as it was before this request.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of one request, each distinct; a struct would only rename them"
+    )]
     pub async fn finish<S>(
         &self,
         name: &RepositoryName,
@@ -318,6 +345,7 @@ impl UploadService {
         range: Option<ContentRange>,
         content_length: Option<u64>,
         body: S,
+        origin: &EventOrigin,
     ) -> Result<(), UploadError>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
@@ -336,8 +364,9 @@ impl UploadService {
             keys.extend(last_key.iter().cloned());
         }
         let size = row.offset + last_size;
+        let events = self.events.blob_pushed(origin, name, digest, size);
         let result = self
-            .commit_session(name, id, &row, digest, hasher, &keys, size)
+            .commit_session(name, id, &row, digest, hasher, &keys, size, &events)
             .await;
         match result {
             Ok(()) => {
@@ -367,6 +396,7 @@ impl UploadService {
         hasher: DigestHasher,
         keys: &[UploadPartKey],
         size: u64,
+        events: &[NewEvent],
     ) -> Result<(), UploadError> {
         let computed = if digest.algorithm() == SESSION_ALGORITHM {
             hasher.finish()
@@ -381,7 +411,9 @@ impl UploadService {
         if lock.close_session(id, row.offset).await? {
             self.ensure_object(digest, keys).await?;
             lock.record_in(row.repository_id, size).await?;
+            lock.record_events(events).await?;
             lock.commit().await?;
+            self.events.committed();
             return Ok(());
         }
         drop(lock);

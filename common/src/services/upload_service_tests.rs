@@ -27,7 +27,7 @@ async fn fixture() -> Fixture {
     metadata.migrate().await.unwrap();
     let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir.path().join("blobs")));
     Fixture {
-        service: UploadService::new(metadata.clone(), storage.clone()),
+        service: UploadService::new(metadata.clone(), storage.clone(), EventRecorder::off()),
         storage,
         metadata,
         name: RepositoryName::parse("p/app").unwrap(),
@@ -56,7 +56,15 @@ async fn a_sha512_session_is_rehashed_from_its_parts() {
     let wrong = Digest::of(Algorithm::Sha512, b"hello there");
     let refused = f
         .service
-        .finish(&f.name, &id, &wrong, None, Some(5), body(b"world"))
+        .finish(
+            &f.name,
+            &id,
+            &wrong,
+            None,
+            Some(5),
+            body(b"world"),
+            &EventOrigin::internal("PUT"),
+        )
         .await;
     let expected = Digest::of(Algorithm::Sha512, b"hello world");
     match refused {
@@ -69,7 +77,15 @@ async fn a_sha512_session_is_rehashed_from_its_parts() {
     // The session stays where it was; the right digest then makes the blob.
     assert_eq!(f.service.status(&f.name, &id).await.unwrap().offset, 6);
     f.service
-        .finish(&f.name, &id, &expected, None, Some(5), body(b"world"))
+        .finish(
+            &f.name,
+            &id,
+            &expected,
+            None,
+            Some(5),
+            body(b"world"),
+            &EventOrigin::internal("PUT"),
+        )
         .await
         .unwrap();
     let key = BlobKey(expected.clone());

@@ -132,7 +132,10 @@ pub async fn delete_tag(ctx: Ctx, p: TagParams) -> Result<Answer, ApiError> {
         ApiError::BadRequest("tag: must match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}".to_owned())
     })?;
     let repository = repository(&ctx, &p.project, &p.repository, Action::Push).await?;
-    ctx.state.management.delete_tag(&repository, &tag).await?;
+    ctx.state
+        .management
+        .delete_tag(&repository, &tag, &ctx.origin)
+        .await?;
     Answer::done()
 }
 
@@ -146,7 +149,7 @@ pub async fn delete_manifest(ctx: Ctx, p: DigestParams) -> Result<Answer, ApiErr
     let repository = repository(&ctx, &p.project, &p.repository, Action::Push).await?;
     ctx.state
         .management
-        .delete_manifest(&repository, &digest)
+        .delete_manifest(&repository, &digest, &ctx.origin)
         .await?;
     Answer::done()
 }
@@ -155,6 +158,9 @@ pub async fn delete_manifest(ctx: Ctx, p: DigestParams) -> Result<Answer, ApiErr
 /// end even when the caller goes away.
 pub async fn delete_repository(ctx: Ctx, p: RepositoryParams) -> Result<Answer, ApiError> {
     let repository = repository(&ctx, &p.project, &p.repository, Action::Push).await?;
-    ctx.state.management.delete_repository(&repository).await?;
+    ctx.state
+        .management
+        .delete_repository(&repository, &ctx.origin)
+        .await?;
     Answer::done()
 }

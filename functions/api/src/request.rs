@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any};
 use http::Method;
 use registry_common::auth::Caller;
+use registry_common::events::EventOrigin;
 use registry_common::http::{content_type, read_limited};
 use registry_common::state::AppState;
 use serde::de::DeserializeOwned;
@@ -22,6 +23,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub struct Ctx {
     pub state: AppState,
     pub caller: Caller,
+    /// The request, for the events of the deletes.
+    pub origin: EventOrigin,
 }
 
 /// The route of one method: checks the request, parses the parameters `P`, runs `handler`.
@@ -32,8 +35,16 @@ where
     Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
 {
     any(
-        move |State(state): State<AppState>, caller: Caller, request: Request| {
-            run(handler.clone(), Ctx { state, caller }, request)
+        move |State(state): State<AppState>,
+              caller: Caller,
+              origin: EventOrigin,
+              request: Request| {
+            let ctx = Ctx {
+                state,
+                caller,
+                origin,
+            };
+            run(handler.clone(), ctx, request)
         },
     )
 }
@@ -50,8 +61,16 @@ where
     Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
 {
     any(
-        move |State(state): State<AppState>, caller: Caller, request: Request| {
-            let task = tokio::spawn(run(handler.clone(), Ctx { state, caller }, request));
+        move |State(state): State<AppState>,
+              caller: Caller,
+              origin: EventOrigin,
+              request: Request| {
+            let ctx = Ctx {
+                state,
+                caller,
+                origin,
+            };
+            let task = tokio::spawn(run(handler.clone(), ctx, request));
             async move {
                 task.await
                     .unwrap_or_else(|e| ApiError::internal(&e).into_response())

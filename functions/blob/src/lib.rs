@@ -10,6 +10,7 @@ use http::StatusCode;
 use http::header::{
     ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, LOCATION,
 };
+use registry_common::events::EventOrigin;
 use registry_common::http::headers::{self, DOCKER_CONTENT_DIGEST};
 use registry_common::http::{DigestPath, Endpoint, MirrorNamespace, RegistryError, Repo};
 use registry_common::oci::Digest;
@@ -102,7 +103,8 @@ async fn delete_blob(
     State(state): State<AppState>,
     Repo(name): Repo,
     DigestPath(digest): DigestPath,
+    origin: EventOrigin,
 ) -> Result<Response, RegistryError> {
-    state.blobs.delete(&name, &digest).await?;
+    state.blobs.delete(&name, &digest, &origin).await?;
     Ok((StatusCode::ACCEPTED, [(CONTENT_LENGTH, "0")]).into_response())
 }

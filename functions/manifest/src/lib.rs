@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderMap, LINK, LOCATION};
 use http::{HeaderName, StatusCode};
 use registry_common::auth::Caller;
+use registry_common::events::EventOrigin;
 use registry_common::http::RegistryError;
 use registry_common::http::headers::DOCKER_CONTENT_DIGEST;
 use registry_common::http::{
@@ -107,6 +108,7 @@ async fn put_manifest(
     State(state): State<AppState>,
     Repo(name): Repo,
     WriteReferencePath(reference): WriteReferencePath,
+    origin: EventOrigin,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RegistryError> {
@@ -115,7 +117,7 @@ async fn put_manifest(
     let body = read_limited(&headers, body, limit, state.body_idle_timeout).await?;
     let pushed = state
         .manifests
-        .put(&name, &reference, content_type(&headers), &body)
+        .put(&name, &reference, content_type(&headers), &body, &origin)
         .await?;
     let location = format!("/v2/{name}/manifests/{}", pushed.digest);
     let mut response = (
@@ -140,8 +142,9 @@ async fn delete_manifest(
     State(state): State<AppState>,
     Repo(name): Repo,
     WriteReferencePath(reference): WriteReferencePath,
+    origin: EventOrigin,
 ) -> Result<Response, RegistryError> {
-    state.manifests.delete(&name, &reference).await?;
+    state.manifests.delete(&name, &reference, &origin).await?;
     Ok((StatusCode::ACCEPTED, [(CONTENT_LENGTH, "0")]).into_response())
 }
 

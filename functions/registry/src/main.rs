@@ -23,7 +23,10 @@ fn main() -> std::process::ExitCode {
         storage: StorageBackends::default()
             .with_gcs(registry_gcs::open_storage)
             .with_s3(registry_s3::open_storage),
-        on_start: Some(registry_jobs::timer::hook(config.jobs)),
+        on_start: Some(registry_jobs::timer::hook(
+            config.jobs,
+            config.service.events.clone(),
+        )),
     };
     service_main::run(service, Ok(config.service), routes, plugins)
 }

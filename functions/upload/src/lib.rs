@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use http::StatusCode;
 use http::header::{CONTENT_LENGTH, HeaderMap, LOCATION, RANGE};
 use registry_common::auth::{Action, Caller};
+use registry_common::events::EventOrigin;
 use registry_common::http::headers::{
     DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, content_range, upload_location, upload_range,
 };
@@ -94,6 +95,7 @@ async fn start_upload(
     State(state): State<AppState>,
     caller: Caller,
     Repo(name): Repo,
+    origin: EventOrigin,
     query: Result<Query<StartQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
@@ -102,7 +104,8 @@ async fn start_upload(
     state.cache.refuse_writes(&name)?;
     if let Some(mount) = &query.mount {
         let digest = Digest::parse(mount)?;
-        if mounted(&state, &caller, &name, query.from.as_deref(), &digest).await? {
+        let from = query.from.as_deref();
+        if mounted(&state, &caller, &name, from, &digest, &origin).await? {
             return Ok(created(&name, &digest));
         }
     } else if let Some(digest) = &query.digest {
@@ -110,7 +113,7 @@ async fn start_upload(
         let body = body_stream(body, state.body_idle_timeout);
         state
             .uploads
-            .put_monolithic(&name, &digest, content_length(&headers), body)
+            .put_monolithic(&name, &digest, content_length(&headers), body, &origin)
             .await?;
         return Ok(created(&name, &digest));
     }
@@ -132,6 +135,7 @@ async fn mounted(
     name: &RepositoryName,
     from: Option<&str>,
     digest: &Digest,
+    origin: &EventOrigin,
 ) -> Result<bool, RegistryError> {
     let from = from.map(RepositoryName::parse).transpose()?;
     if let Some(from) = &from
@@ -139,7 +143,10 @@ async fn mounted(
     {
         return Ok(false);
     }
-    let linked = state.uploads.mount(name, from.as_ref(), digest).await?;
+    let linked = state
+        .uploads
+        .mount(name, from.as_ref(), digest, origin)
+        .await?;
     Ok(linked.is_some())
 }
 
@@ -175,6 +182,7 @@ async fn finish_upload(
     State(state): State<AppState>,
     Repo(name): Repo,
     UploadIdPath(id): UploadIdPath,
+    origin: EventOrigin,
     query: Result<Query<FinishQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
@@ -189,9 +197,10 @@ async fn finish_upload(
     let digest = Digest::parse(&digest)?;
     let range = content_range(&headers)?;
     let body = body_stream(body, state.body_idle_timeout);
+    let length = content_length(&headers);
     state
         .uploads
-        .finish(&name, &id, &digest, range, content_length(&headers), body)
+        .finish(&name, &id, &digest, range, length, body, &origin)
         .await?;
     Ok(created(&name, &digest))
 }

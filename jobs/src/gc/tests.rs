@@ -76,7 +76,7 @@ async fn a_marked_link_goes_with_its_last_manifest_whatever_its_age() {
         let digest = e.put_manifest(&name, &manifest, "v1").await;
         let meta = &e.ctx.metadata;
         assert_eq!(
-            meta.unlink_blob(&name, &layer).await.expect("unlink"),
+            meta.unlink_blob(&name, &layer, &[]).await.expect("unlink"),
             Deletion::Marked,
             "{e:?}"
         );
@@ -88,7 +88,9 @@ async fn a_marked_link_goes_with_its_last_manifest_whatever_its_age() {
         );
 
         assert_eq!(
-            meta.delete_manifest(&name, &digest).await.expect("delete"),
+            meta.delete_manifest(&name, &digest, &[])
+                .await
+                .expect("delete"),
             Deletion::Removed,
             "{e:?}"
         );

@@ -18,6 +18,7 @@
 mod fill;
 pub mod sources;
 
+use super::events::EventRecorder;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -104,14 +105,15 @@ impl CacheService {
         storage: Arc<dyn Storage>,
         upstreams: Vec<Upstream>,
         manifest_limit: u64,
+        events: EventRecorder,
     ) -> Self {
         let configs = upstreams
             .iter()
             .map(|u| Arc::new(u.config().clone()))
             .collect();
         CacheService {
-            blobs: BlobService::new(metadata.clone(), storage.clone()),
-            manifests: ManifestService::new(metadata.clone()),
+            blobs: BlobService::new(metadata.clone(), storage.clone(), events.clone()),
+            manifests: ManifestService::new(metadata.clone(), events),
             filler: Filler {
                 metadata: metadata.clone(),
                 storage,

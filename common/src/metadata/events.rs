@@ -1,0 +1,534 @@
+//! The event outbox (migration `0007_events`): event rows written in the transaction of the
+//! change they describe, their fan-out into one delivery row per destination, and the claims,
+//! outcomes, dead letters and retention of those deliveries.
+//!
+//! Order: within one repository, events are numbered (`seq`) in commit order, because every
+//! transaction that writes one first serializes on the repository (SQLite's write lock; on
+//! PostgreSQL a lock of the repository's row, taken before the insert numbers the event).
+//! Fan-out runs one at a time (SQLite's write lock; a transaction-scoped advisory lock on
+//! PostgreSQL) and takes the oldest unfanned events first, so a repository's delivery rows
+//! appear in `seq` order. A delivery row is claimable only when it heads its stream (no older
+//! pending row of the same destination and repository) and nobody's claim on it is current:
+//! one deliverer at a time per stream, each stream in order. Claims select with
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL, so concurrent deliverers never take one row twice,
+//! and record a lease (`claimed_until`) so that the sending happens outside any transaction.
+
+use std::fmt::Write as _;
+
+use sqlx::{Any, AssertSqlSafe, Transaction};
+
+use super::{Engine, Metadata, MetadataError, now_millis};
+use crate::events::Action;
+
+/// An event to write with a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// A UUID: the consumers' idempotency key.
+    pub id: String,
+    pub repository: String,
+    pub action: Action,
+    /// One event object of distribution's notification envelope, as JSON.
+    pub body: String,
+}
+
+/// An outbox event not fanned out yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfannedEvent {
+    pub seq: i64,
+    pub repository: String,
+    pub action: Action,
+}
+
+/// A delivery row a deliverer has claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedDelivery {
+    pub destination: String,
+    pub seq: i64,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub event_id: String,
+    pub repository: String,
+    pub action: Action,
+    pub body: String,
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Delivered,
+    /// Failed; try again at this time (unix milliseconds).
+    RetryAt {
+        at: i64,
+        error: String,
+    },
+    /// Failed for the last time: a dead letter.
+    Dead {
+        error: String,
+    },
+}
+
+/// A dead-lettered delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub destination: String,
+    pub seq: i64,
+    pub event_id: String,
+    pub repository: String,
+    pub action: Action,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// When it died (unix milliseconds).
+    pub failed_at: i64,
+    pub body: String,
+}
+
+/// Rows removed by a retention pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventsPurged {
+    pub delivered: u64,
+    pub dead: u64,
+    pub events: u64,
+}
+
+/// How many deliveries stand in each state, and events not fanned out yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventBacklog {
+    pub unfanned: u64,
+    pub pending: u64,
+    pub dead: u64,
+}
+
+/// The advisory lock key that serializes fan-outs on PostgreSQL ("outbox" in ASCII).
+const FAN_OUT_LOCK: i64 = 0x6f75_7462_6f78;
+
+/// Writes events in the caller's transaction (see the module's notes on order).
+pub(crate) async fn insert_in(
+    tx: &mut Transaction<'static, Any>,
+    engine: Engine,
+    events: &[NewEvent],
+) -> Result<(), MetadataError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    if engine == Engine::Postgres {
+        let mut repositories: Vec<&str> = events.iter().map(|e| e.repository.as_str()).collect();
+        repositories.sort_unstable();
+        repositories.dedup();
+        sqlx::query(
+            "SELECT id FROM repositories WHERE name = ANY(string_to_array($1, ',')) \
+             ORDER BY id FOR NO KEY UPDATE",
+        )
+        .bind(repositories.join(","))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(MetadataError::query("lock event repositories"))?;
+    }
+    let mut sql =
+        String::from("INSERT INTO event_outbox (id, repository, action, body, created_at) VALUES ");
+    for i in 0..events.len() {
+        let p = i * 5;
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(
+            sql,
+            "{sep}(${}, ${}, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5
+        );
+    }
+    let now = now_millis();
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for event in events {
+        query = query
+            .bind(event.id.clone())
+            .bind(event.repository.clone())
+            .bind(event.action.as_str())
+            .bind(event.body.clone())
+            .bind(now);
+    }
+    query
+        .execute(&mut **tx)
+        .await
+        .map_err(MetadataError::query("insert events"))?;
+    Ok(())
+}
+
+type ClaimRow = (String, i64, i64, String, String, String, String);
+type DeadRow = (
+    String,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    i64,
+    String,
+);
+
+impl Metadata {
+    /// Writes events in a transaction of their own (batched pull events).
+    pub async fn insert_events(&self, events: &[NewEvent]) -> Result<(), MetadataError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(MetadataError::query("begin events"))?;
+        insert_in(&mut tx, self.engine, events).await?;
+        tx.commit()
+            .await
+            .map_err(MetadataError::query("commit events"))
+    }
+
+    /// Fans out up to `limit` of the oldest unfanned events: one pending delivery row for each
+    /// destination `wants` names for it (none is fine: the event is only kept for retention).
+    /// Returns how many events it fanned out.
+    pub async fn fan_out_events<F>(&self, limit: u32, wants: F) -> Result<u64, MetadataError>
+    where
+        F: Fn(&UnfannedEvent) -> Vec<String>,
+    {
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(MetadataError::query("begin fan-out"))?;
+        let serialize = match self.engine {
+            Engine::Postgres => "SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1)) AS locked",
+            // Any write takes SQLite's write lock, even one that changes nothing.
+            Engine::Sqlite => "UPDATE event_outbox SET seq = seq WHERE seq = $1",
+        };
+        sqlx::query(serialize)
+            .bind(FAN_OUT_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(MetadataError::query("serialize fan-out"))?;
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT seq, repository, action FROM event_outbox WHERE fanned_out_at IS NULL \
+             ORDER BY seq LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(MetadataError::query("select unfanned events"))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let now = now_millis();
+        let mut deliveries: Vec<(String, i64, String)> = Vec::new();
+        for (seq, repository, action) in &rows {
+            let action = Action::parse(action)
+                .ok_or_else(|| MetadataError::Corrupt(format!("event {seq} action {action}")))?;
+            let event = UnfannedEvent {
+                seq: *seq,
+                repository: repository.clone(),
+                action,
+            };
+            for destination in wants(&event) {
+                deliveries.push((destination, *seq, repository.clone()));
+            }
+        }
+        for chunk in deliveries.chunks(200) {
+            let mut sql = String::from(
+                "INSERT INTO event_deliveries \
+                 (destination, seq, repository, state, attempts, next_attempt_at, updated_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let p = i * 4;
+                let sep = if i == 0 { "" } else { ", " };
+                let _ = write!(
+                    sql,
+                    "{sep}(${}, ${}, ${}, 'pending', 0, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 4
+                );
+            }
+            sql.push_str(" ON CONFLICT (destination, seq) DO NOTHING");
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (destination, seq, repository) in chunk {
+                query = query
+                    .bind(destination.clone())
+                    .bind(*seq)
+                    .bind(repository.clone())
+                    .bind(now);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(MetadataError::query("insert deliveries"))?;
+        }
+        // Exactly the rows read above: on PostgreSQL an event of another repository may have
+        // committed meanwhile with a lower number, and it has no delivery rows yet.
+        for chunk in rows.chunks(200) {
+            let mut sql = String::from("UPDATE event_outbox SET fanned_out_at = $1 WHERE seq IN (");
+            for i in 0..chunk.len() {
+                let sep = if i == 0 { "" } else { ", " };
+                let _ = write!(sql, "{sep}${}", i + 2);
+            }
+            sql.push(')');
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for (seq, ..) in chunk {
+                query = query.bind(*seq);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(MetadataError::query("mark events fanned out"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(MetadataError::query("commit fan-out"))?;
+        Ok(rows.len() as u64)
+    }
+
+    /// Claims up to `limit` deliveries that head their stream, are due at `now` and are not
+    /// claimed, until `now + lease_ms`.
+    pub async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, MetadataError> {
+        let lock = match self.engine {
+            Engine::Postgres => " FOR UPDATE OF d SKIP LOCKED",
+            Engine::Sqlite => "",
+        };
+        let select = format!(
+            "SELECT d.destination, d.seq, d.attempts, o.id, o.repository, o.action, o.body \
+             FROM event_deliveries d JOIN event_outbox o ON o.seq = d.seq \
+             WHERE d.state = 'pending' AND d.next_attempt_at <= $1 \
+             AND (d.claimed_until IS NULL OR d.claimed_until < $1) \
+             AND NOT EXISTS (SELECT 1 FROM event_deliveries e WHERE e.destination = d.destination \
+                 AND e.repository = d.repository AND e.state = 'pending' AND e.seq < d.seq) \
+             ORDER BY d.seq LIMIT $2{lock}"
+        );
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(MetadataError::query("begin claim"))?;
+        if self.engine == Engine::Sqlite {
+            // Take the write lock first, so that the read below sees what the claims of
+            // others committed.
+            sqlx::query("UPDATE event_deliveries SET seq = seq WHERE seq = -1")
+                .execute(&mut *tx)
+                .await
+                .map_err(MetadataError::query("take claim lock"))?;
+        }
+        let rows: Vec<ClaimRow> = sqlx::query_as(AssertSqlSafe(select))
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(MetadataError::query("select claimable deliveries"))?;
+        let until = now.saturating_add(lease_ms);
+        for (destination, seq, ..) in &rows {
+            sqlx::query(
+                "UPDATE event_deliveries SET claimed_until = $1 WHERE destination = $2 AND seq = $3",
+            )
+            .bind(until)
+            .bind(destination.clone())
+            .bind(*seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(MetadataError::query("claim delivery"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(MetadataError::query("commit claim"))?;
+        rows.into_iter()
+            .map(
+                |(destination, seq, attempts, id, repository, action, body)| {
+                    Ok(ClaimedDelivery {
+                        action: Action::parse(&action).ok_or_else(|| {
+                            MetadataError::Corrupt(format!("event {seq} action {action}"))
+                        })?,
+                        destination,
+                        seq,
+                        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                        event_id: id,
+                        repository,
+                        body,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// Records the outcomes of claimed deliveries, in one transaction.
+    pub async fn record_deliveries(
+        &self,
+        outcomes: &[(String, i64, DeliveryOutcome)],
+    ) -> Result<(), MetadataError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let now = now_millis();
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(MetadataError::query("begin delivery outcomes"))?;
+        for (destination, seq, outcome) in outcomes {
+            let (state, next, error) = match outcome {
+                DeliveryOutcome::Delivered => ("delivered", now, None),
+                DeliveryOutcome::RetryAt { at, error } => ("pending", *at, Some(error.as_str())),
+                DeliveryOutcome::Dead { error } => ("dead", now, Some(error.as_str())),
+            };
+            sqlx::query(
+                "UPDATE event_deliveries SET state = $1, attempts = attempts + 1, \
+                 next_attempt_at = $2, claimed_until = NULL, last_error = $3, updated_at = $4 \
+                 WHERE destination = $5 AND seq = $6",
+            )
+            .bind(state)
+            .bind(next)
+            .bind(error.map(str::to_owned))
+            .bind(now)
+            .bind(destination.clone())
+            .bind(*seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(MetadataError::query("record delivery outcome"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(MetadataError::query("commit delivery outcomes"))
+    }
+
+    /// Dead letters whose repository starts with `prefix` (`""`: all), oldest first, after the
+    /// `(destination, seq)` cursor.
+    pub async fn dead_letters(
+        &self,
+        prefix: &str,
+        after: Option<(&str, i64)>,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, MetadataError> {
+        let (after_seq, after_destination) = after.map_or((-1, ""), |(d, s)| (s, d));
+        let rows: Vec<DeadRow> = sqlx::query_as(
+            "SELECT d.destination, d.seq, o.id, o.repository, o.action, d.attempts, \
+             d.last_error, d.updated_at, o.body \
+             FROM event_deliveries d JOIN event_outbox o ON o.seq = d.seq \
+             WHERE d.state = 'dead' AND substr(d.repository, 1, length($1)) = $1 \
+             AND (d.seq > $2 OR (d.seq = $2 AND d.destination > $3)) \
+             ORDER BY d.seq, d.destination LIMIT $4",
+        )
+        .bind(prefix)
+        .bind(after_seq)
+        .bind(after_destination)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(MetadataError::query("select dead letters"))?;
+        rows.into_iter()
+            .map(
+                |(destination, seq, id, repository, action, attempts, error, at, body)| {
+                    Ok(DeadLetter {
+                        action: Action::parse(&action).ok_or_else(|| {
+                            MetadataError::Corrupt(format!("event {seq} action {action}"))
+                        })?,
+                        destination,
+                        seq,
+                        event_id: id,
+                        repository,
+                        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                        last_error: error,
+                        failed_at: at,
+                        body,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// Turns the dead letters of `event_id` whose repository starts with `prefix` back into
+    /// pending deliveries (all destinations, or the one named); returns how many.
+    pub async fn replay_dead_letters(
+        &self,
+        prefix: &str,
+        event_id: &str,
+        destination: Option<&str>,
+    ) -> Result<u64, MetadataError> {
+        let done = sqlx::query(
+            "UPDATE event_deliveries SET state = 'pending', attempts = 0, next_attempt_at = $1, \
+             claimed_until = NULL, updated_at = $1 \
+             WHERE state = 'dead' AND substr(repository, 1, length($2)) = $2 \
+             AND ($3 = '' OR destination = $3) \
+             AND seq IN (SELECT seq FROM event_outbox WHERE id = $4)",
+        )
+        .bind(now_millis())
+        .bind(prefix)
+        .bind(destination.unwrap_or(""))
+        .bind(event_id)
+        .execute(&self.write)
+        .await
+        .map_err(MetadataError::query("replay dead letters"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes up to `limit` rows of each kind: deliveries delivered before `delivered_before`,
+    /// dead letters that died before `dead_before`, and events fanned out before
+    /// `delivered_before` that no delivery row needs any more.
+    pub async fn purge_events(
+        &self,
+        delivered_before: i64,
+        dead_before: i64,
+        limit: u32,
+    ) -> Result<EventsPurged, MetadataError> {
+        let mut purged = EventsPurged::default();
+        for (state, before, count) in [
+            ("delivered", delivered_before, &mut purged.delivered),
+            ("dead", dead_before, &mut purged.dead),
+        ] {
+            let done = sqlx::query(
+                "DELETE FROM event_deliveries WHERE (destination, seq) IN \
+                 (SELECT destination, seq FROM event_deliveries \
+                  WHERE state = $1 AND updated_at < $2 LIMIT $3)",
+            )
+            .bind(state)
+            .bind(before)
+            .bind(i64::from(limit))
+            .execute(&self.write)
+            .await
+            .map_err(MetadataError::query("purge deliveries"))?;
+            *count = done.rows_affected();
+        }
+        let done = sqlx::query(
+            "DELETE FROM event_outbox WHERE seq IN (SELECT o.seq FROM event_outbox o \
+             WHERE o.fanned_out_at IS NOT NULL AND o.fanned_out_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.seq = o.seq) \
+             ORDER BY o.seq LIMIT $2)",
+        )
+        .bind(delivered_before)
+        .bind(i64::from(limit))
+        .execute(&self.write)
+        .await
+        .map_err(MetadataError::query("purge events"))?;
+        purged.events = done.rows_affected();
+        Ok(purged)
+    }
+
+    /// The outbox's backlog.
+    pub async fn event_backlog(&self) -> Result<EventBacklog, MetadataError> {
+        let (unfanned, pending, dead): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM event_outbox WHERE fanned_out_at IS NULL), \
+             (SELECT count(*) FROM event_deliveries WHERE state = 'pending'), \
+             (SELECT count(*) FROM event_deliveries WHERE state = 'dead')",
+        )
+        .fetch_one(&self.read)
+        .await
+        .map_err(MetadataError::query("count event backlog"))?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(EventBacklog {
+            unfanned: count(unfanned),
+            pending: count(pending),
+            dead: count(dead),
+        })
+    }
+}

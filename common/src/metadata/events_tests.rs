@@ -1,0 +1,315 @@
+//! The outbox's statements on both engines: events commit with their change or not at all,
+//! fan-out, claims that keep each (destination, repository) stream in order, retries, dead
+//! letters, replay and retention.
+
+use super::engine_tests::{blob, engines, image, repo, tag};
+use super::*;
+use crate::events::Action;
+use crate::oci::Digest;
+
+fn event(repository: &str, action: Action, n: u32) -> NewEvent {
+    NewEvent {
+        id: format!("{repository}-{n}"),
+        repository: repository.to_owned(),
+        action,
+        body: format!("{{\"n\":{n}}}"),
+    }
+}
+
+const BOTH: [&str; 2] = ["nats", "webhook:ci"];
+
+fn everywhere(_: &UnfannedEvent) -> Vec<String> {
+    BOTH.iter().map(|d| (*d).to_owned()).collect()
+}
+
+fn ids(claimed: &[ClaimedDelivery]) -> Vec<(String, String)> {
+    let mut ids: Vec<(String, String)> = claimed
+        .iter()
+        .map(|c| (c.destination.clone(), c.event_id.clone()))
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn pair(destination: &str, id: &str) -> (String, String) {
+    (destination.to_owned(), id.to_owned())
+}
+
+const LEASE: i64 = 60_000;
+
+#[tokio::test]
+async fn events_commit_with_their_change_and_never_without_it() {
+    for (engine, meta, _guard) in engines().await {
+        let name = repo("team/app");
+        let config = blob(&meta, &name, b"config").await;
+        let layer = blob(&meta, &name, b"layer").await;
+        let payload = image(&config, &layer, "one");
+        let parsed = crate::oci::ParsedManifest::parse(None, &payload).expect("manifest");
+        let digest = Digest::sha256_of(&payload);
+        let new = NewManifest {
+            digest: &digest,
+            media_type: parsed.kind.media_type(),
+            payload: &payload,
+            parsed: &parsed,
+        };
+        let pushed = [event("team/app", Action::Push, 1)];
+        let put = meta
+            .put_manifest(&name, new, Some(&tag("v1")), &pushed)
+            .await
+            .expect("put");
+        assert_eq!(put, ManifestPut::Stored, "{engine}");
+        // A push refused for a missing blob writes no event.
+        let missing = (Digest::sha256_of(b"nowhere"), 7);
+        let refused = image(&config, &missing, "two");
+        let parsed = crate::oci::ParsedManifest::parse(None, &refused).expect("manifest");
+        let new = NewManifest {
+            digest: &Digest::sha256_of(&refused),
+            media_type: parsed.kind.media_type(),
+            payload: &refused,
+            parsed: &parsed,
+        };
+        let put = meta
+            .put_manifest(&name, new, None, &[event("team/app", Action::Push, 2)])
+            .await
+            .expect("put");
+        assert!(matches!(put, ManifestPut::MissingBlob(_)), "{engine}");
+        // Deletes of what is not there write none either.
+        assert!(
+            !meta
+                .delete_tag(&name, &tag("nope"), &[event("team/app", Action::Delete, 3)])
+                .await
+                .expect("delete"),
+            "{engine}"
+        );
+        assert!(
+            meta.delete_tag(&name, &tag("v1"), &[event("team/app", Action::Delete, 4)])
+                .await
+                .expect("delete"),
+            "{engine}"
+        );
+        assert_eq!(
+            meta.event_backlog().await.expect("backlog").unfanned,
+            2,
+            "{engine}"
+        );
+        assert_eq!(meta.fan_out_events(100, everywhere).await.expect("fan"), 2);
+        assert_eq!(meta.fan_out_events(100, everywhere).await.expect("fan"), 0);
+        let claimed = meta
+            .claim_deliveries(now_millis(), LEASE, 10)
+            .await
+            .expect("claim");
+        // Only the head of each stream: the push, not the delete after it.
+        assert_eq!(
+            ids(&claimed),
+            [pair("nats", "team/app-1"), pair("webhook:ci", "team/app-1")],
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn each_destination_and_repository_is_delivered_in_order() {
+    for (engine, meta, _guard) in engines().await {
+        meta.insert_events(&[
+            event("a/x", Action::Push, 1),
+            event("b/y", Action::Push, 2),
+            event("a/x", Action::Delete, 3),
+        ])
+        .await
+        .expect("insert");
+        // Webhooks want only pushes.
+        let wants = |e: &UnfannedEvent| -> Vec<String> {
+            let mut to = vec!["nats".to_owned()];
+            if e.action == Action::Push {
+                to.push("webhook:ci".to_owned());
+            }
+            to
+        };
+        assert_eq!(meta.fan_out_events(100, wants).await.expect("fan"), 3);
+        let now = now_millis();
+        let claimed = meta.claim_deliveries(now, LEASE, 10).await.expect("claim");
+        assert_eq!(
+            ids(&claimed),
+            [
+                pair("nats", "a/x-1"),
+                pair("nats", "b/y-2"),
+                pair("webhook:ci", "a/x-1"),
+                pair("webhook:ci", "b/y-2"),
+            ],
+            "{engine}"
+        );
+        // Claimed rows, and the rows behind them, are nobody else's.
+        assert!(
+            meta.claim_deliveries(now, LEASE, 10)
+                .await
+                .expect("claim")
+                .is_empty(),
+            "{engine}"
+        );
+        let seq_of = |id: &str| {
+            claimed
+                .iter()
+                .find(|c| c.event_id == id)
+                .expect("claimed")
+                .seq
+        };
+        meta.record_deliveries(&[
+            (
+                "nats".to_owned(),
+                seq_of("a/x-1"),
+                DeliveryOutcome::Delivered,
+            ),
+            (
+                "webhook:ci".to_owned(),
+                seq_of("b/y-2"),
+                DeliveryOutcome::RetryAt {
+                    at: now + 5_000,
+                    error: "503".to_owned(),
+                },
+            ),
+        ])
+        .await
+        .expect("record");
+        // The delivered head lets the next of its stream through; the retried one waits.
+        let next = meta.claim_deliveries(now, LEASE, 10).await.expect("claim");
+        assert_eq!(ids(&next), [pair("nats", "a/x-3")], "{engine}");
+        let due = meta
+            .claim_deliveries(now + 5_001, LEASE, 10)
+            .await
+            .expect("claim");
+        assert_eq!(ids(&due), [pair("webhook:ci", "b/y-2")], "{engine}");
+        assert_eq!(due[0].attempts, 1, "{engine}");
+        // A claim that ran out (its deliverer died) is taken again.
+        let expired = meta
+            .claim_deliveries(now + LEASE + 10_000, LEASE, 10)
+            .await
+            .expect("claim");
+        assert_eq!(
+            ids(&expired),
+            [
+                pair("nats", "a/x-3"),
+                pair("nats", "b/y-2"),
+                pair("webhook:ci", "a/x-1"),
+                pair("webhook:ci", "b/y-2"),
+            ],
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn dead_letters_unblock_their_stream_are_listed_and_replay() {
+    for (engine, meta, _guard) in engines().await {
+        meta.insert_events(&[event("t/a", Action::Push, 1), event("t/a", Action::Push, 2)])
+            .await
+            .expect("insert");
+        let only_hook = |_: &UnfannedEvent| vec!["webhook:ci".to_owned()];
+        meta.fan_out_events(100, only_hook).await.expect("fan");
+        let now = now_millis();
+        let first = meta.claim_deliveries(now, LEASE, 10).await.expect("claim");
+        assert_eq!(ids(&first), [pair("webhook:ci", "t/a-1")], "{engine}");
+        let dead = DeliveryOutcome::Dead {
+            error: "webhook:ci: 500 Internal Server Error".to_owned(),
+        };
+        meta.record_deliveries(&[("webhook:ci".to_owned(), first[0].seq, dead)])
+            .await
+            .expect("record");
+        let second = meta.claim_deliveries(now, LEASE, 10).await.expect("claim");
+        assert_eq!(ids(&second), [pair("webhook:ci", "t/a-2")], "{engine}");
+        let letters = meta.dead_letters("t/", None, 10).await.expect("dead");
+        assert_eq!(letters.len(), 1, "{engine}");
+        assert_eq!(letters[0].event_id, "t/a-1");
+        assert_eq!(letters[0].attempts, 1);
+        assert_eq!(
+            letters[0].last_error.as_deref(),
+            Some("webhook:ci: 500 Internal Server Error")
+        );
+        assert!(
+            meta.dead_letters("other/", None, 10)
+                .await
+                .expect("dead")
+                .is_empty()
+        );
+        assert_eq!(meta.event_backlog().await.expect("backlog").dead, 1);
+        // Another project's prefix replays nothing; the right one makes it pending again.
+        assert_eq!(
+            meta.replay_dead_letters("other/", "t/a-1", None)
+                .await
+                .expect("replay"),
+            0
+        );
+        assert_eq!(
+            meta.replay_dead_letters("t/", "t/a-1", None)
+                .await
+                .expect("replay"),
+            1,
+            "{engine}"
+        );
+        assert!(
+            meta.dead_letters("", None, 10)
+                .await
+                .expect("dead")
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn retention_removes_delivered_rows_then_their_events() {
+    for (engine, meta, _guard) in engines().await {
+        meta.insert_events(&[event("r/a", Action::Push, 1), event("r/a", Action::Push, 2)])
+            .await
+            .expect("insert");
+        meta.fan_out_events(100, everywhere).await.expect("fan");
+        let claimed = meta
+            .claim_deliveries(now_millis(), LEASE, 10)
+            .await
+            .expect("claim");
+        let outcomes: Vec<_> = claimed
+            .iter()
+            .map(|c| (c.destination.clone(), c.seq, DeliveryOutcome::Delivered))
+            .collect();
+        meta.record_deliveries(&outcomes).await.expect("record");
+        // Nothing is old enough yet.
+        let kept = meta.purge_events(0, 0, 100).await.expect("purge");
+        assert_eq!(kept, EventsPurged::default(), "{engine}");
+        let later = now_millis() + 1;
+        let purged = meta.purge_events(later, later, 100).await.expect("purge");
+        // The second event still waits on its deliveries; only the first goes.
+        assert_eq!(
+            purged,
+            EventsPurged {
+                delivered: 2,
+                dead: 0,
+                events: 1
+            },
+            "{engine}"
+        );
+        assert_eq!(meta.event_backlog().await.expect("backlog").pending, 2);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_take_one_row_twice() {
+    for (engine, meta, _guard) in engines().await {
+        let events: Vec<NewEvent> = (0..60)
+            .map(|n| event(&format!("c/r{n}"), Action::Push, n))
+            .collect();
+        meta.insert_events(&events).await.expect("insert");
+        meta.fan_out_events(100, everywhere).await.expect("fan");
+        let now = now_millis();
+        let claims = (0..4).map(|_| {
+            let meta = meta.clone();
+            tokio::spawn(async move { meta.claim_deliveries(now, LEASE, 20).await })
+        });
+        let mut all = Vec::new();
+        for claim in claims {
+            all.extend(ids(&claim.await.expect("task").expect("claim")));
+        }
+        let total = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), total, "{engine}: a row claimed twice");
+        assert_eq!(total, 80, "{engine}");
+    }
+}

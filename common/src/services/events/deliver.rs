@@ -1,0 +1,232 @@
+//! Sends the outbox to its destinations: fans new events out into delivery rows, claims the
+//! rows that head their stream (one per destination and repository at a time, so each
+//! stream goes in order), sends them concurrently, and records each outcome: delivered,
+//! retried later with exponential backoff, or dead-lettered after the last attempt. Delivery
+//! is at least once: a deliverer that dies after sending and before recording leaves its
+//! claim to expire, and the row is sent again (consumers deduplicate by the event id).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::sync::Notify;
+
+use crate::config::EventsConfig;
+use crate::error::ErrorChain;
+use crate::events::delivery::{Destinations, OutgoingEvent};
+use crate::metadata::{
+    ClaimedDelivery, DeliveryOutcome, EventsPurged, Metadata, MetadataError, UnfannedEvent,
+};
+
+/// Events fanned out per statement batch.
+const FAN_OUT_BATCH: u32 = 500;
+/// Deliveries claimed (and sent concurrently) per round.
+const CLAIM_BATCH: u32 = 64;
+/// Rows removed per retention statement.
+const PURGE_BATCH: u32 = 1000;
+
+/// Retries, dead letters and retention.
+#[derive(Debug, Clone)]
+pub struct DeliveryPolicy {
+    /// Attempts before a delivery is dead-lettered.
+    pub max_attempts: u32,
+    /// The wait after the first failure; it doubles with each further one…
+    pub retry_base: Duration,
+    /// …up to this.
+    pub retry_max: Duration,
+    /// Delivered rows (and their events) are kept this long.
+    pub retention: Duration,
+    /// Dead letters are kept this long (to be listed and replayed).
+    pub dead_retention: Duration,
+    /// How long a claim keeps other deliverers off a row: longer than any send may take.
+    pub lease: Duration,
+}
+
+/// How long a claim lasts: well beyond the longest send (webhook timeouts are seconds).
+const LEASE: Duration = Duration::from_secs(120);
+
+impl DeliveryPolicy {
+    /// The policy the `EVENTS_*` settings describe.
+    pub fn of(config: &EventsConfig) -> Self {
+        let longest_send = config
+            .webhooks
+            .iter()
+            .map(|w| w.timeout)
+            .max()
+            .unwrap_or_default();
+        DeliveryPolicy {
+            max_attempts: config.max_attempts.max(1),
+            retry_base: config.retry_base,
+            retry_max: config.retry_max,
+            retention: config.retention,
+            dead_retention: config.dead_retention,
+            lease: LEASE.max(longest_send.saturating_mul(2)),
+        }
+    }
+
+    /// When to try again after `attempts` failed attempts (this one included).
+    pub fn retry_delay(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(30));
+        self.retry_base.saturating_mul(factor).min(self.retry_max)
+    }
+}
+
+/// What one delivery pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub fanned_out: u64,
+    pub delivered: u64,
+    pub retried: u64,
+    pub dead: u64,
+    pub purged: EventsPurged,
+}
+
+/// Delivers the outbox.
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    metadata: Metadata,
+    destinations: Destinations,
+    policy: DeliveryPolicy,
+}
+
+impl Deliverer {
+    pub fn new(metadata: Metadata, destinations: Destinations, policy: DeliveryPolicy) -> Self {
+        Deliverer {
+            metadata,
+            destinations,
+            policy,
+        }
+    }
+
+    /// Sends everything due now: until no delivery heads its stream unclaimed and due (a
+    /// failing destination's stream waits for its backoff; the rest go on).
+    pub async fn deliver_due(&self) -> Result<DeliveryReport, MetadataError> {
+        let mut report = DeliveryReport::default();
+        if self.destinations.names().is_empty() {
+            // Nobody to deliver to: leave the events for a deliverer that has destinations.
+            return Ok(report);
+        }
+        loop {
+            report.fanned_out += self.fan_out().await?;
+            let now = crate::metadata::now_millis();
+            let lease = i64::try_from(self.policy.lease.as_millis()).unwrap_or(i64::MAX);
+            let claimed = self
+                .metadata
+                .claim_deliveries(now, lease, CLAIM_BATCH)
+                .await?;
+            if claimed.is_empty() {
+                return Ok(report);
+            }
+            let outcomes = join_all(claimed.into_iter().map(|c| self.send(c))).await;
+            for (_, _, outcome) in &outcomes {
+                match outcome {
+                    DeliveryOutcome::Delivered => report.delivered += 1,
+                    DeliveryOutcome::RetryAt { .. } => report.retried += 1,
+                    DeliveryOutcome::Dead { .. } => report.dead += 1,
+                }
+            }
+            self.metadata.record_deliveries(&outcomes).await?;
+        }
+    }
+
+    /// Fans out every unfanned event.
+    async fn fan_out(&self) -> Result<u64, MetadataError> {
+        let mut total = 0;
+        loop {
+            let wants = |event: &UnfannedEvent| -> Vec<String> {
+                self.destinations
+                    .names()
+                    .into_iter()
+                    .filter(|d| self.destinations.wants(d, event.action, &event.repository))
+                    .collect()
+            };
+            match self.metadata.fan_out_events(FAN_OUT_BATCH, wants).await? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    }
+
+    async fn send(&self, claimed: ClaimedDelivery) -> (String, i64, DeliveryOutcome) {
+        let event = OutgoingEvent {
+            id: claimed.event_id,
+            action: claimed.action,
+            repository: claimed.repository,
+            body: claimed.body,
+        };
+        let outcome = match self.destinations.send(&claimed.destination, &event).await {
+            Ok(()) => DeliveryOutcome::Delivered,
+            Err(e) => {
+                let attempts = claimed.attempts.saturating_add(1);
+                let error = ErrorChain(&e).to_string();
+                if attempts >= self.policy.max_attempts {
+                    tracing::warn!(destination = %claimed.destination, event = %event.id,
+                        attempts, error, "event dead-lettered");
+                    DeliveryOutcome::Dead { error }
+                } else {
+                    let delay = self.policy.retry_delay(attempts);
+                    tracing::info!(destination = %claimed.destination, event = %event.id,
+                        attempts, retry_in_ms = delay.as_millis() as u64, error,
+                        "event delivery failed; retrying");
+                    let at = crate::metadata::now_millis()
+                        .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+                    DeliveryOutcome::RetryAt { at, error }
+                }
+            }
+        };
+        (claimed.destination, claimed.seq, outcome)
+    }
+
+    /// Removes delivered rows and events past their retention, and dead letters past theirs.
+    pub async fn purge(&self) -> Result<EventsPurged, MetadataError> {
+        let cutoff = |keep: Duration| crate::metadata::cutoff(keep);
+        let mut total = EventsPurged::default();
+        loop {
+            let purged = self
+                .metadata
+                .purge_events(
+                    cutoff(self.policy.retention),
+                    cutoff(self.policy.dead_retention),
+                    PURGE_BATCH,
+                )
+                .await?;
+            total.delivered += purged.delivered;
+            total.dead += purged.dead;
+            total.events += purged.events;
+            if purged == EventsPurged::default() {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// This process's deliverer: a pass whenever a change commits events here (`wake`), and
+    /// every `tick` for retries that came due. Runs until the process ends.
+    pub async fn run(self, wake: Arc<Notify>, tick: Duration) {
+        loop {
+            let _ = tokio::time::timeout(tick, wake.notified()).await;
+            if let Err(e) = self.deliver_due().await {
+                tracing::warn!(error = %ErrorChain(&e), "event delivery pass failed; the next one retries");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap() {
+        let policy = DeliveryPolicy {
+            max_attempts: 12,
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(60),
+            retention: Duration::from_secs(3600),
+            dead_retention: Duration::from_secs(3600),
+            lease: Duration::from_secs(120),
+        };
+        let delays: Vec<u64> = (1..=7).map(|a| policy.retry_delay(a).as_secs()).collect();
+        assert_eq!(delays, [2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(policy.retry_delay(u32::MAX), Duration::from_secs(60));
+    }
+}
