@@ -19,9 +19,11 @@ pub mod auth;
 pub mod clients;
 pub mod daemons;
 pub mod database;
+pub mod nats;
 pub mod oci_layout;
 pub mod services;
 pub mod upstream;
+pub mod webhook_receiver;
 
 use std::sync::Arc;
 

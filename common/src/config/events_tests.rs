@@ -5,7 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::config::{JobsBinaryConfig, ServiceConfig, parse_webhooks};
+use crate::config::{
+    DEFAULT_WEBHOOK_TIMEOUT_SECS, JobsBinaryConfig, ServiceConfig, parse_webhooks,
+};
 use crate::events::Action;
 
 fn vars(pairs: &[(&str, &str)]) -> Vars {
@@ -211,7 +213,7 @@ fn bad_delivery_settings_name_the_variable() {
     refused(&[("EVENTS_MAX_ATTEMPTS", "0")], &["EVENTS_MAX_ATTEMPTS"]);
     refused(
         &[("EVENTS_MAX_ATTEMPTS", "many")],
-        &["events_max_attempts", "many"],
+        &["EVENTS_MAX_ATTEMPTS", "many"],
     );
     refused(
         &[("EVENTS_RETRY_BASE_SECS", "0")],
@@ -224,7 +226,7 @@ fn bad_delivery_settings_name_the_variable() {
         ],
         &["EVENTS_RETRY_MAX_SECS (30)", "EVENTS_RETRY_BASE_SECS (60)"],
     );
-    refused(&[("EVENTS_PULLS", "sometimes")], &["events_pulls"]);
+    refused(&[("EVENTS_PULLS", "sometimes")], &["EVENTS_PULLS"]);
     let config = EventsConfig::from_vars(&vars(&[
         ("EVENTS_MAX_ATTEMPTS", "3"),
         ("EVENTS_RETRY_BASE_SECS", "1"),

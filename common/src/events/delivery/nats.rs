@@ -3,19 +3,28 @@
 //! drop a duplicate within their dedup window (a re-send after a lost ack stores nothing new).
 //!
 //! JetStream modes (`NATS_JETSTREAM`): `true` publishes through JetStream and waits for the
-//! stream's ack; `auto` does the same, and where no stream covers the subject (the server
-//! answers "no responders") publishes on core NATS instead (logged once per process); `false`
-//! publishes on core NATS. A core publish counts as sent once a flush (a round trip to the
-//! server) succeeds: the server has it, though no subscriber may have been there to see it.
+//! stream's ack; `auto` does the same where a stream covers the subject, and publishes on core
+//! NATS where none does (logged once per process); `false` publishes on core NATS. A core
+//! publish counts as sent once a flush (a round trip to the server) succeeds: the server has
+//! it, though no subscriber may have been there to see it.
+//!
+//! `auto` asks JetStream which stream covers the subject (`$JS.API.STREAM.NAMES`, remembered
+//! for [`STREAM_LOOKUP_TTL`]) rather than reading "no responders" on a JetStream publish:
+//! a JetStream publish is a request on the subject itself, so with no stream but a core
+//! subscriber on it (the usual consumer of core events), the subscriber gets the request, no
+//! one answers, and the publish would wait out its timeout and fail every time.
 //!
 //! The connection is opened at the first send, so NATS being down never stops a start-up; a
 //! failed connection is retried at the next send, and once connected the client reconnects on
 //! its own. Every send is bounded by [`SEND_TIMEOUT`].
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
+use async_nats::jetstream::context::{GetStreamByNameErrorKind, PublishErrorKind};
+use async_nats::jetstream::{self, message::PublishMessage};
 use async_nats::{ConnectOptions, HeaderMap, ServerAddr};
 use bytes::Bytes;
 use tokio::sync::OnceCell;
@@ -29,6 +38,10 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connecting to one server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long `auto` mode trusts what it learnt about a subject's stream (a stream created or
+/// removed is noticed within this time).
+pub const STREAM_LOOKUP_TTL: Duration = Duration::from_secs(30);
+
 /// The NATS destination of [`super::Destinations`].
 #[derive(Debug)]
 pub struct NatsDestination {
@@ -38,6 +51,8 @@ pub struct NatsDestination {
     connection: OnceCell<Connection>,
     /// Whether the fall-back to core NATS (`auto`, no stream) was logged already.
     fallback_logged: AtomicBool,
+    /// `auto` mode: per subject, whether a stream covers it, and when that was learnt.
+    streams: Mutex<HashMap<String, (bool, Instant)>>,
 }
 
 #[derive(Debug)]
@@ -53,6 +68,7 @@ impl NatsDestination {
             client_name: format!("registry {source_instance}"),
             connection: OnceCell::new(),
             fallback_logged: AtomicBool::new(false),
+            streams: Mutex::new(HashMap::new()),
         }
     }
 
@@ -77,7 +93,21 @@ impl NatsDestination {
         let connection = self.connection.get_or_try_init(|| self.connect()).await?;
         let subject = self.subject(event);
         let payload = Bytes::from(event.envelope());
-        if self.config.jetstream == JetStreamMode::Off {
+        let through_jetstream = match self.config.jetstream {
+            JetStreamMode::Off => false,
+            JetStreamMode::Required => true,
+            JetStreamMode::Auto => self.stream_covers(connection, &subject).await?,
+        };
+        if !through_jetstream {
+            if self.config.jetstream == JetStreamMode::Auto
+                && !self.fallback_logged.swap(true, Ordering::Relaxed)
+            {
+                tracing::info!(
+                    subject,
+                    "no JetStream stream covers the events' subject: publishing on core NATS \
+                     (no ack; NATS_JETSTREAM=true makes this an error)"
+                );
+            }
             return core_publish(&connection.client, subject, &event.id, payload).await;
         }
         let publish = PublishMessage::build()
@@ -93,24 +123,61 @@ impl NatsDestination {
         };
         match acked {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.kind() == PublishErrorKind::StreamNotFound
-                    && self.config.jetstream == JetStreamMode::Auto =>
-            {
-                if !self.fallback_logged.swap(true, Ordering::Relaxed) {
-                    tracing::info!(
-                        subject,
-                        "no JetStream stream covers the events' subject: publishing on core \
-                         NATS (no ack; NATS_JETSTREAM=true makes this an error)"
-                    );
-                }
-                core_publish(&connection.client, subject, &event.id, payload).await
+            Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+                // The stream went away since the lookup: look again next time.
+                self.forget(&subject);
+                Err(error(format!(
+                    "no JetStream stream covers the subject {subject}{}",
+                    if self.config.jetstream == JetStreamMode::Required {
+                        " (NATS_JETSTREAM=true)"
+                    } else {
+                        ""
+                    }
+                )))
             }
-            Err(e) if e.kind() == PublishErrorKind::StreamNotFound => Err(error(format!(
-                "no JetStream stream covers the subject {subject} (NATS_JETSTREAM=true)"
-            ))),
             Err(e) => Err(error(format!("JetStream publish to {subject}: {e}"))),
         }
+    }
+
+    /// `auto` mode: whether a JetStream stream covers `subject` (no JetStream on the server:
+    /// none does), remembered for [`STREAM_LOOKUP_TTL`].
+    async fn stream_covers(
+        &self,
+        connection: &Connection,
+        subject: &str,
+    ) -> Result<bool, SendError> {
+        if let Some((covered, at)) = self.lock_streams().get(subject).copied()
+            && at.elapsed() < STREAM_LOOKUP_TTL
+        {
+            return Ok(covered);
+        }
+        let covered = if !connection.client.server_info().jetstream {
+            false
+        } else {
+            match connection.jetstream.stream_by_subject(subject).await {
+                Ok(_) => true,
+                Err(e) if e.kind() == GetStreamByNameErrorKind::NotFound => false,
+                Err(e) => {
+                    return Err(error(format!(
+                        "asking JetStream which stream covers {subject}: {e}"
+                    )));
+                }
+            }
+        };
+        self.lock_streams()
+            .insert(subject.to_owned(), (covered, Instant::now()));
+        Ok(covered)
+    }
+
+    fn forget(&self, subject: &str) {
+        self.lock_streams().remove(subject);
+    }
+
+    /// The lookup cache; a panic elsewhere while holding it leaves plain data, still usable.
+    fn lock_streams(&self) -> std::sync::MutexGuard<'_, HashMap<String, (bool, Instant)>> {
+        self.streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn connect(&self) -> Result<Connection, SendError> {
