@@ -240,6 +240,8 @@ mod tests {
                     ("blob-gc", 3, 5 + 6, 0),
                     ("upload-cleanup", 0, 0, 0),
                     ("project-storage", 1, 10, 0),
+                    // No event destination: the outbox is left alone.
+                    ("deliver-events", 0, 0, 0),
                 ],
                 "{e:?}"
             );

@@ -187,7 +187,8 @@ async fn every_job_succeeds_on_an_empty_database() {
                 "cache-evict",
                 "blob-gc",
                 "upload-cleanup",
-                "project-storage"
+                "project-storage",
+                "deliver-events"
             ]
         );
         assert!(

@@ -42,16 +42,22 @@ pub struct DeliveryPolicy {
     pub lease: Duration,
 }
 
-/// How long a claim lasts: well beyond the longest send (webhook timeouts are seconds).
-const LEASE: Duration = Duration::from_secs(120);
+/// How long NATS may take to accept an event (the destination's own limit, connecting included).
+const NATS_SEND_LIMIT: Duration = Duration::from_secs(10);
+/// The shortest claim.
+const MIN_LEASE: Duration = Duration::from_secs(2);
 
 impl DeliveryPolicy {
     /// The policy the `EVENTS_*` settings describe.
     pub fn of(config: &EventsConfig) -> Self {
+        // A claim outlives the longest send twice over, so a live deliverer never loses its
+        // row to another; a dead one's rows come back that soon.
+        let nats = config.nats.as_ref().map(|_| NATS_SEND_LIMIT);
         let longest_send = config
             .webhooks
             .iter()
             .map(|w| w.timeout)
+            .chain(nats)
             .max()
             .unwrap_or_default();
         DeliveryPolicy {
@@ -60,7 +66,7 @@ impl DeliveryPolicy {
             retry_max: config.retry_max,
             retention: config.retention,
             dead_retention: config.dead_retention,
-            lease: LEASE.max(longest_send.saturating_mul(2)),
+            lease: MIN_LEASE.max(longest_send.saturating_mul(2)),
         }
     }
 
