@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use crate::config::EventsConfig;
 use crate::error::ErrorChain;
-use crate::events::delivery::{Destinations, OutgoingEvent};
+use crate::events::delivery::{Destinations, OutgoingEvent, nats};
 use crate::metadata::{
     ClaimedDelivery, DeliveryOutcome, EventsPurged, Metadata, MetadataError, UnfannedEvent,
 };
@@ -42,8 +42,6 @@ pub struct DeliveryPolicy {
     pub lease: Duration,
 }
 
-/// How long NATS may take to accept an event (the destination's own limit, connecting included).
-const NATS_SEND_LIMIT: Duration = Duration::from_secs(10);
 /// The shortest claim.
 const MIN_LEASE: Duration = Duration::from_secs(2);
 
@@ -52,7 +50,7 @@ impl DeliveryPolicy {
     pub fn of(config: &EventsConfig) -> Self {
         // A claim outlives the longest send twice over, so a live deliverer never loses its
         // row to another; a dead one's rows come back that soon.
-        let nats = config.nats.as_ref().map(|_| NATS_SEND_LIMIT);
+        let nats = config.nats.as_ref().map(|_| nats::SEND_TIMEOUT);
         let longest_send = config
             .webhooks
             .iter()
