@@ -19,6 +19,7 @@ pub mod auth;
 pub mod clients;
 pub mod daemons;
 pub mod database;
+pub mod events;
 pub mod nats;
 pub mod oci_layout;
 pub mod services;
@@ -308,6 +309,12 @@ impl Registry {
         let (data, database, env) = (self.data.clone(), self.database.clone(), self.env.clone());
         drop(self);
         Registry::spawn(data, database, env).await
+    }
+
+    /// Kills the process (SIGKILL: nothing is flushed, no request finishes), keeping its data
+    /// directory and database for a restart or a job.
+    pub fn kill(&mut self) {
+        self.stop();
     }
 
     /// `host:port` of the registry, as clients name it.

@@ -63,7 +63,11 @@ impl RangeSpec {
 #[derive(Debug)]
 pub enum BlobAnswer {
     /// Fetch it from the storage backend (a signed URL, which honours `Range` itself).
-    Redirect { url: String },
+    Redirect {
+        url: String,
+        /// The blob's full size (for its pull event).
+        size: u64,
+    },
     /// The bytes, streamed through the registry.
     Bytes(BlobRead),
 }
@@ -124,7 +128,7 @@ impl BlobService {
         };
         let key = BlobKey(digest.clone());
         match self.storage.download_url(&key).await {
-            Ok(Some(url)) => return Ok(BlobAnswer::Redirect { url }),
+            Ok(Some(url)) => return Ok(BlobAnswer::Redirect { url, size }),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(%digest, error = %ErrorChain(&e), "no download URL; streaming instead");

@@ -60,6 +60,7 @@ async fn get_blob(
     Repo(name): Repo,
     DigestPath(digest): DigestPath,
     ns: MirrorNamespace,
+    origin: EventOrigin,
     headers: HeaderMap,
 ) -> Result<Response, RegistryError> {
     let range = headers::range(&headers);
@@ -67,9 +68,14 @@ async fn get_blob(
         .cache
         .blob(&name, &digest, range, ns.as_deref())
         .await?;
+    let size = match &answer {
+        BlobAnswer::Redirect { size, .. } => *size,
+        BlobAnswer::Bytes(read) => read.size,
+    };
+    state.events.blob_pulled(&origin, &name, &digest, size);
     Ok(match answer {
         // The signed URL honours `Range` itself; clients follow the redirect with it.
-        BlobAnswer::Redirect { url } => {
+        BlobAnswer::Redirect { url, .. } => {
             let headers = [
                 (LOCATION, url),
                 (DOCKER_CONTENT_DIGEST.clone(), digest.to_string()),
