@@ -60,7 +60,9 @@ fn artifact_json(empty: &str, subject: (&str, usize)) -> String {
     .to_string()
 }
 
-/// The three events of [`Registry::push_image`]: its config, its layer, its manifest.
+/// The three events of [`Registry::push_image`]: its config, its layer, its manifest. An
+/// image manifest's `artifactType` is its config's media type, as the referrers API reports
+/// it (`ParsedManifest::artifact_type`).
 fn image_events(repository: &str, tag: &str, image: &PushedImage) -> Vec<Value> {
     vec![
         want("push", repository, &[("digest", &image.config.0), ("mediaType", BLOB)]),
@@ -68,7 +70,12 @@ fn image_events(repository: &str, tag: &str, image: &PushedImage) -> Vec<Value> 
         want(
             "push",
             repository,
-            &[("digest", &image.digest), ("mediaType", OCI_MANIFEST), ("tag", tag)],
+            &[
+                ("digest", &image.digest),
+                ("mediaType", OCI_MANIFEST),
+                ("tag", tag),
+                ("artifactType", OCI_CONFIG),
+            ],
         ),
     ]
 }
@@ -108,7 +115,11 @@ async fn a_scripted_session_produces_exactly_its_events_on_nats_and_the_webhook(
         alpha.push(want(
             "push",
             ALPHA,
-            &[("digest", &digest), ("mediaType", OCI_MANIFEST)],
+            &[
+                ("digest", &digest),
+                ("mediaType", OCI_MANIFEST),
+                ("artifactType", OCI_CONFIG),
+            ],
         ));
         children.push((digest, child.len(), arch));
     }
@@ -133,7 +144,12 @@ async fn a_scripted_session_produces_exactly_its_events_on_nats_and_the_webhook(
     alpha.push(want(
         "push",
         ALPHA,
-        &[("digest", &two.digest), ("mediaType", OCI_MANIFEST), ("tag", "v1")],
+        &[
+            ("digest", &two.digest),
+            ("mediaType", OCI_MANIFEST),
+            ("tag", "v1"),
+            ("artifactType", OCI_CONFIG),
+        ],
     ));
 
     // A referrer of the first image.
