@@ -60,6 +60,7 @@ async fn get_blob(
     Repo(name): Repo,
     DigestPath(digest): DigestPath,
     ns: MirrorNamespace,
+    origin: EventOrigin,
     headers: HeaderMap,
 ) -> Result<Response, RegistryError> {
     let range = headers::range(&headers);
@@ -67,6 +68,11 @@ async fn get_blob(
         .cache
         .blob(&name, &digest, range, ns.as_deref())
         .await?;
+    let size = match &answer {
+        BlobAnswer::Redirect { .. } => None,
+        BlobAnswer::Bytes(read) => Some(read.size),
+    };
+    state.events.blob_pulled(&origin, &name, &digest, size);
     Ok(match answer {
         // The signed URL honours `Range` itself; clients follow the redirect with it.
         BlobAnswer::Redirect { url } => {

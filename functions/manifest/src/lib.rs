@@ -80,11 +80,15 @@ async fn get_manifest(
     Repo(name): Repo,
     ReferencePath(reference): ReferencePath,
     ns: MirrorNamespace,
+    origin: EventOrigin,
 ) -> Result<Response, RegistryError> {
     let manifest = state
         .cache
         .manifest(&name, &reference, ns.as_deref())
         .await?;
+    state
+        .events
+        .manifest_pulled(&origin, &name, &manifest, &reference);
     let headers = manifest_headers(&manifest);
     Ok((StatusCode::OK, headers, manifest.payload).into_response())
 }
