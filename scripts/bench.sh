@@ -28,7 +28,8 @@
 # files under BENCH_DISK_DIR, every signature checked against a key made per run; installed
 # with `cargo install` into BENCH_S3S_FS_ROOT, default ~/.cache/registry-s3s-fs, when missing;
 # its bucket is emptied after each blob, so the disk holds one blob's objects at a time:
-# about 2x the blob at the peak of an assembly).
+# about 2x the blob at the peak of an assembly; s3s-fs 0.14.1 reads a ranged copy's source
+# to its end, so a blob over 5 GiB, assembled by ranged copies, takes hours there).
 #
 # Every server binds 127.0.0.1 only (checked after each start); every process started here is
 # stopped on exit, and every data directory removed.
@@ -53,7 +54,7 @@ while [[ $# -gt 0 ]]; do
     --only) ONLY="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --no-build) BUILD=false ;;
-    *) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
     esac
     shift
 done
