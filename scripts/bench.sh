@@ -22,7 +22,14 @@
 # 127.0.0.2, so that a test run's emulator there is left alone); BENCH_S3_ADDRESS (default
 # 127.0.0.5), the loopback address of the S3 server (scripts/s3-server.sh, port 9000) this
 # script starts and stops (not 127.0.0.3, a test run's); BENCH_S3_SIZES (default 256MiB,1GiB;
-# --quick 32MiB,128MiB), the blob sizes of the S3 path (docs/benchmark.md: why not 6 GiB).
+# --quick 32MiB,128MiB), the blob sizes of the S3 path; BENCH_S3_SERVER (default moto), which
+# S3 server the S3 path runs on: `moto` (scripts/s3-server.sh; holds about 5x the blob in
+# memory, so not for 6 GiB) or `s3s-fs` (crates.io, version pinned below, objects streamed to
+# files under BENCH_DISK_DIR, every signature checked against a key made per run; installed
+# with `cargo install` into BENCH_S3S_FS_ROOT, default ~/.cache/registry-s3s-fs, when missing;
+# its bucket is emptied after each blob, so the disk holds one blob's objects at a time:
+# about 2x the blob at the peak of an assembly; s3s-fs 0.14.1 reads a ranged copy's source
+# to its end, so a blob over 5 GiB, assembled by ranged copies, takes hours there).
 #
 # Every server binds 127.0.0.1 only (checked after each start); every process started here is
 # stopped on exit, and every data directory removed.
@@ -47,7 +54,7 @@ while [[ $# -gt 0 ]]; do
     --only) ONLY="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --no-build) BUILD=false ;;
-    *) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
     esac
     shift
 done
@@ -64,6 +71,13 @@ fi
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
 GCS_ADDRESS="${BENCH_GCS_ADDRESS:-127.0.0.3}"
 S3_ADDRESS="${BENCH_S3_ADDRESS:-127.0.0.5}"
+S3_SERVER="${BENCH_S3_SERVER:-moto}"
+S3S_FS_VERSION=0.14.1
+S3S_FS_ROOT="${BENCH_S3S_FS_ROOT:-${HOME:-/tmp}/.cache/registry-s3s-fs}"
+case "$S3_SERVER" in
+moto | s3s-fs) ;;
+*) printf 'BENCH_S3_SERVER: moto or s3s-fs, not %s\n' "$S3_SERVER" >&2; exit 2 ;;
+esac
 
 OUT="${OUT:-$(mktemp -d /tmp/registry-bench.XXXXXX)}"
 mkdir -p "$OUT/logs"
@@ -211,6 +225,67 @@ ANALYZE;
 SQL
 }
 
+# The S3 server of the S3 path. s3_start: starts one with the bucket `registry-test`; sets
+# S3_ENDPOINT, S3_PID, S3_KEY_ID and S3_SECRET. s3_empty: removes every object (s3s-fs only;
+# moto's are in its temporary files until it stops). s3_stop: stops it, removing its data.
+s3_start() {
+    case "$S3_SERVER" in
+    moto)
+        S3_STARTED=true
+        S3_ENDPOINT="$(scripts/s3-server.sh start "$S3_ADDRESS" 9000)"
+        while IFS='=' read -r name value; do
+            case "$name" in
+            S3_TEST_ACCESS_KEY_ID) S3_KEY_ID="$value" ;;
+            S3_TEST_SECRET_ACCESS_KEY) S3_SECRET="$value" ;;
+            esac
+        done < <(scripts/s3-server.sh credentials "$S3_ADDRESS" 9000)
+        S3_PID="$(cat "${S3_SERVER_HOME:-$HOME/.cache/registry-s3-server}/run/$S3_ADDRESS-9000/pid")"
+        ;;
+    s3s-fs)
+        S3_DATA="$(mktemp -d "${BENCH_DISK_DIR:-/tmp}/registry-bench-s3s-fs.XXXXXX")"
+        CLEANUP_DIRS+=("$S3_DATA")
+        # s3s-fs serves each directory under its root as a bucket.
+        mkdir "$S3_DATA/registry-test"
+        S3_KEY_ID="bench$RANDOM$RANDOM"
+        S3_SECRET="$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+        "$S3S_FS" --host "$S3_ADDRESS" --port 9000 --access-key "$S3_KEY_ID" \
+            --secret-key "$S3_SECRET" "$S3_DATA" >>"$OUT/logs/s3s-fs.log" 2>&1 &
+        S3_PID=$!
+        PIDS+=("$S3_PID")
+        S3_ENDPOINT="http://$S3_ADDRESS:9000"
+        local tries=0
+        # Any HTTP status is an answer (an unsigned request is refused); 000 is none yet.
+        until [[ "$(curl -s -o /dev/null -w '%{http_code}' "$S3_ENDPOINT/" || true)" != 000 ]]; do
+            kill -0 "$S3_PID" 2>/dev/null || { log "s3s-fs exited; see $OUT/logs/s3s-fs.log"; return 1; }
+            tries=$((tries + 1))
+            [[ $tries -lt 300 ]] || { log "no answer from s3s-fs at $S3_ENDPOINT"; return 1; }
+            sleep 0.05
+        done
+        ;;
+    esac
+}
+
+s3_empty() {
+    if [[ "$S3_SERVER" == s3s-fs ]]; then
+        rm -rf "$S3_DATA/registry-test"
+        mkdir "$S3_DATA/registry-test"
+    fi
+}
+
+s3_stop() {
+    case "$S3_SERVER" in
+    moto)
+        scripts/s3-server.sh stop "$S3_ADDRESS" 9000
+        S3_STARTED=false
+        ;;
+    s3s-fs)
+        kill "$S3_PID" 2>/dev/null || true
+        wait "$S3_PID" 2>/dev/null || true
+        rm -rf "$S3_DATA"
+        ;;
+    esac
+}
+
 # --- set-up ------------------------------------------------------------------------------
 if $BUILD; then
     log "building (release): registry, jobs, bench"
@@ -231,6 +306,15 @@ cp "$BENCH" "$REGISTRY" "$JOBS" "$BIN/"
 BENCH="$BIN/bench" REGISTRY="$BIN/registry" JOBS="$BIN/jobs"
 log "project: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- common functions || echo ' + uncommitted changes')"
 log "distribution: $(docker-registry --version 2>&1 | head -1)"
+if wants s3 && [[ "$S3_SERVER" == s3s-fs ]]; then
+    S3S_FS="$S3S_FS_ROOT/bin/s3s-fs"
+    if [[ ! -x "$S3S_FS" ]]; then
+        log "installing s3s-fs $S3S_FS_VERSION into $S3S_FS_ROOT"
+        # Its own temporary target directory, not this workspace's.
+        env -u CARGO_TARGET_DIR cargo install --quiet --locked "s3s-fs@$S3S_FS_VERSION" \
+            --features binary --root "$S3S_FS_ROOT" >&2
+    fi
+fi
 log "results in $OUT"
 echo "start: $(machine_load)" >"$OUT/machine.txt"
 
@@ -314,28 +398,22 @@ if wants gcs; then
 fi
 
 # --- large blobs through the S3 path (issue 15) ----------------------------------------------
-# The registry on the S3 test server (moto, signatures checked), downloads streamed through it
-# (no redirect). Per size: one blob pushed in one streamed PATCH, one in 1 MiB PATCHes, one
-# pulled back digest-verified, each on a fresh registry so that each peak RSS is its own; two
-# sizes show whether that peak grows with the blob. A fresh S3 server per size (it holds every
-# object in temporary files); its own peak RSS is logged, since moto holds a completed
-# multipart object in memory several times over while it concatenates it.
+# The registry on an S3 server checking signatures (BENCH_S3_SERVER: moto or s3s-fs),
+# downloads streamed through it (no redirect). Per size: one blob pushed in one streamed
+# PATCH, one in 1 MiB PATCHes, one pulled back digest-verified, each on a fresh registry so
+# that each peak RSS is its own; two sizes show whether that peak grows with the blob. A fresh
+# S3 server per size (moto holds every object in temporary files); its own peak RSS is logged,
+# since moto holds a completed multipart object in memory several times over while it
+# concatenates it.
 if wants s3; then
     IFS=',' read -r -a S3_SIZE_LIST <<<"$S3_SIZES"
     for size in "${S3_SIZE_LIST[@]}"; do
-        log "S3 server on $S3_ADDRESS:9000"
-        S3_STARTED=true
-        endpoint="$(scripts/s3-server.sh start "$S3_ADDRESS" 9000)"
-        s3_env=(STORAGE_BACKEND=s3 S3_BUCKET=registry-test S3_ENDPOINT="$endpoint"
+        log "S3 server ($S3_SERVER) on $S3_ADDRESS:9000"
+        s3_start
+        s3_env=(STORAGE_BACKEND=s3 S3_BUCKET=registry-test S3_ENDPOINT="$S3_ENDPOINT"
             S3_REGION=us-east-1 S3_FORCE_PATH_STYLE=true S3_REDIRECT_DOWNLOADS=false
-            S3_PREFIX="bench-$RANDOM/")
-        while IFS='=' read -r name value; do
-            case "$name" in
-            S3_TEST_ACCESS_KEY_ID) s3_env+=(AWS_ACCESS_KEY_ID="$value") ;;
-            S3_TEST_SECRET_ACCESS_KEY) s3_env+=(AWS_SECRET_ACCESS_KEY="$value") ;;
-            esac
-        done < <(scripts/s3-server.sh credentials "$S3_ADDRESS" 9000)
-        s3_pid="$(cat "${S3_SERVER_HOME:-$HOME/.cache/registry-s3-server}/run/$S3_ADDRESS-9000/pid")"
+            S3_PREFIX="bench-$RANDOM/" AWS_ACCESS_KEY_ID="$S3_KEY_ID"
+            AWS_SECRET_ACCESS_KEY="$S3_SECRET")
         for mode in streamed chunked pull; do
             data="$(mktemp -d "$OUT/s3.XXXXXX")"
             start_server project "$data" "${s3_env[@]}"
@@ -363,12 +441,12 @@ if wants s3; then
             log "s3 $size $mode: registry peak RSS over its whole life: $hwm"
             echo "s3 $size $mode: registry $hwm" >>"$OUT/machine.txt"
             stop_server "$data"
+            s3_empty
         done
-        hwm="$(grep VmHWM "/proc/$s3_pid/status" | tr -s ' \t' ' ')"
-        log "s3 $size: S3 server (moto) peak RSS: $hwm"
-        echo "s3 $size: S3 server (moto) $hwm" >>"$OUT/machine.txt"
-        scripts/s3-server.sh stop "$S3_ADDRESS" 9000
-        S3_STARTED=false
+        hwm="$(grep VmHWM "/proc/$S3_PID/status" | tr -s ' \t' ' ')"
+        log "s3 $size: S3 server ($S3_SERVER) peak RSS: $hwm"
+        echo "s3 $size: S3 server ($S3_SERVER) $hwm" >>"$OUT/machine.txt"
+        s3_stop
     done
 fi
 

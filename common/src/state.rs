@@ -40,6 +40,10 @@ pub struct AppState {
 }
 
 impl AppState {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "called once, at start-up, with parts each opened on its own"
+    )]
     pub fn new(
         metadata: Metadata,
         storage: Arc<dyn Storage>,

@@ -1,6 +1,7 @@
 //! The [`EventOrigin`] of a request: the `request` and `actor` records of the events its
 //! change writes. Behind a proxy (Cloud Run's load balancer) the client is the first
-//! `X-Forwarded-For` entry and the host and scheme are `X-Forwarded-Host`/`-Proto`.
+//! `X-Forwarded-For` entry and the host and scheme are `X-Forwarded-Host`/`-Proto`. With
+//! events off it is left empty: a pull pays nothing for it.
 
 use std::net::SocketAddr;
 
@@ -10,11 +11,19 @@ use http::request::Parts;
 
 use crate::auth::Caller;
 use crate::events::EventOrigin;
+use crate::state::AppState;
 
-impl<S: Send + Sync> FromRequestParts<S> for EventOrigin {
+impl FromRequestParts<AppState> for EventOrigin {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    /// Empty (and free) when events are off: nothing reads it then.
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if !state.events.enabled() {
+            return Ok(EventOrigin::default());
+        }
         let header = |name: &str| {
             parts
                 .headers

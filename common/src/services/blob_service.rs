@@ -63,11 +63,7 @@ impl RangeSpec {
 #[derive(Debug)]
 pub enum BlobAnswer {
     /// Fetch it from the storage backend (a signed URL, which honours `Range` itself).
-    Redirect {
-        url: String,
-        /// The blob's full size (for its pull event).
-        size: u64,
-    },
+    Redirect { url: String },
     /// The bytes, streamed through the registry.
     Bytes(BlobRead),
 }
@@ -128,7 +124,7 @@ impl BlobService {
         };
         let key = BlobKey(digest.clone());
         match self.storage.download_url(&key).await {
-            Ok(Some(url)) => return Ok(BlobAnswer::Redirect { url, size }),
+            Ok(Some(url)) => return Ok(BlobAnswer::Redirect { url }),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(%digest, error = %ErrorChain(&e), "no download URL; streaming instead");

@@ -127,6 +127,7 @@ pub(super) enum Kind {
     Repositories,
     Tags,
     Manifests,
+    DeadLetters,
 }
 
 impl Kind {
@@ -135,6 +136,7 @@ impl Kind {
             Kind::Repositories => "r:",
             Kind::Tags => "t:",
             Kind::Manifests => "m:",
+            Kind::DeadLetters => "d:",
         }
     }
 
@@ -178,6 +180,30 @@ pub struct RepositoryInfo {
     /// Bytes of the distinct blobs its manifests reference.
     pub size: u64,
     pub created_at: Timestamp,
+}
+
+/// A delivery that failed for the last time (`listDeadLetters`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterItem {
+    /// `nats` or `webhook:<name>`.
+    pub destination: String,
+    pub event_id: String,
+    /// Relative to the project.
+    pub repository: String,
+    pub action: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub failed_at: Timestamp,
+    /// The event as it was sent (one event object of the notification envelope).
+    pub event: serde_json::Value,
+}
+
+/// What `replayDeadLetter` did.
+#[derive(Debug, Serialize)]
+pub struct Replayed {
+    /// Deliveries made pending again (one per destination that had given up on the event).
+    pub replayed: u64,
 }
 
 /// A tag as listed.

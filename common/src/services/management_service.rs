@@ -12,8 +12,8 @@ use std::sync::Arc;
 use super::Page;
 use super::events::EventRecorder;
 use super::management_model::{
-    Kind, ManifestItem, PageRequest, Project, ProjectRepository, ProjectStorage, RepositoryInfo,
-    RepositoryItem, RepositoryPage, TagItem, Timestamp,
+    DeadLetterItem, Kind, ManifestItem, PageRequest, Project, ProjectRepository, ProjectStorage,
+    Replayed, RepositoryInfo, RepositoryItem, RepositoryPage, TagItem, Timestamp,
 };
 use crate::error::ErrorChain;
 use crate::events::EventOrigin;
@@ -40,6 +40,9 @@ pub enum ManagementError {
     /// 404.
     #[error("manifest not found")]
     ManifestNotFound,
+    /// 404: no dead letter of the project has that event id (and destination).
+    #[error("no dead letter of this project has that event id")]
+    DeadLetterNotFound,
     /// 409: an index of the repository lists the manifest.
     #[error("the manifest is listed by an index of this repository; delete the index first")]
     ManifestInUse,
@@ -209,6 +212,66 @@ impl ManagementService {
         })
     }
 
+    /// A page of the project's dead letters (event deliveries that failed for the last time),
+    /// oldest first.
+    pub async fn list_dead_letters(
+        &self,
+        project: &Project,
+        page: &PageRequest,
+    ) -> Result<Page<DeadLetterItem>, ManagementError> {
+        let prefix = format!("{}/", project.as_str());
+        let after = match page.key(Kind::DeadLetters)? {
+            Some(key) => Some(dead_letter_key(&key)?),
+            None => None,
+        };
+        let after = after
+            .as_ref()
+            .map(|(seq, destination)| (destination.as_str(), *seq));
+        let rows = self
+            .metadata
+            .dead_letters(&prefix, after, page.limit() + 1)
+            .await?;
+        Ok(Page::of_rows(
+            rows,
+            page.limit(),
+            |row| Kind::DeadLetters.cursor(&format!("{}:{}", row.seq, row.destination)),
+            |row| DeadLetterItem {
+                repository: row
+                    .repository
+                    .get(prefix.len()..)
+                    .unwrap_or_default()
+                    .to_owned(),
+                event: serde_json::from_str(&row.body).unwrap_or(serde_json::Value::Null),
+                destination: row.destination,
+                event_id: row.event_id,
+                action: row.action.as_str().to_owned(),
+                attempts: row.attempts,
+                last_error: row.last_error,
+                failed_at: Timestamp(row.failed_at),
+            },
+        ))
+    }
+
+    /// Sends a dead-lettered event again (to every destination that gave up on it, or to
+    /// the one named): its deliveries are pending again, and this process's deliverer starts.
+    pub async fn replay_dead_letter(
+        &self,
+        project: &Project,
+        event_id: &str,
+        destination: Option<&str>,
+    ) -> Result<Replayed, ManagementError> {
+        let prefix = format!("{}/", project.as_str());
+        let replayed = self
+            .metadata
+            .replay_dead_letters(&prefix, event_id, destination)
+            .await?;
+        if replayed == 0 {
+            return Err(ManagementError::DeadLetterNotFound);
+        }
+        self.events.committed();
+        Ok(Replayed { replayed })
+    }
+
     /// Removes a tag; its manifest stays.
     pub async fn delete_tag(
         &self,
@@ -349,4 +412,11 @@ impl ManagementService {
             .await?
             .ok_or(ManagementError::RepositoryNotFound)
     }
+}
+
+/// The `(seq, destination)` a dead-letter cursor carries.
+fn dead_letter_key(key: &str) -> Result<(i64, String), ManagementError> {
+    let invalid = || ManagementError::invalid("cursor", "not a cursor of this listing");
+    let (seq, destination) = key.split_once(':').ok_or_else(invalid)?;
+    Ok((seq.parse().map_err(|_| invalid())?, destination.to_owned()))
 }

@@ -99,6 +99,7 @@ impl From<ManagementError> for ApiError {
             ManagementError::RepositoryNotFound => ApiError::NotFound("repository"),
             ManagementError::TagNotFound => ApiError::NotFound("tag"),
             ManagementError::ManifestNotFound => ApiError::NotFound("manifest"),
+            ManagementError::DeadLetterNotFound => ApiError::NotFound("dead letter"),
             ManagementError::ManifestInUse => ApiError::Conflict(error.to_string()),
             ManagementError::Metadata(_) | ManagementError::Task(_) => ApiError::internal(&error),
         }

@@ -40,6 +40,8 @@ pub fn router() -> Router<AppState> {
             "/api/getProjectStorage",
             method(methods::get_project_storage),
         )
+        .route("/api/listDeadLetters", method(methods::list_dead_letters))
+        .route("/api/replayDeadLetter", method(methods::replay_dead_letter))
         .route("/api/deleteTag", detached(methods::delete_tag))
         .route("/api/deleteManifest", detached(methods::delete_manifest))
         .route(

@@ -63,6 +63,15 @@ pub struct DigestParams {
     digest: String,
 }
 
+/// `{project, eventId, destination?}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeadLetterParams {
+    project: String,
+    event_id: String,
+    destination: Option<String>,
+}
+
 /// The project, once the caller may do `action` on it.
 async fn project(ctx: &Ctx, raw: &str, action: Action) -> Result<Project, ApiError> {
     let project = Project::parse(raw)?;
@@ -163,4 +172,28 @@ pub async fn delete_repository(ctx: Ctx, p: RepositoryParams) -> Result<Answer, 
         .delete_repository(&repository, &ctx.origin)
         .await?;
     Answer::done()
+}
+
+/// `listDeadLetters`: the project's event deliveries that failed for the last time (`get`).
+pub async fn list_dead_letters(ctx: Ctx, p: ProjectPageParams) -> Result<Answer, ApiError> {
+    let page = PageRequest::new(p.cursor, p.limit)?;
+    let project = project(&ctx, &p.project, Action::Get).await?;
+    Answer::result(
+        ctx.state
+            .management
+            .list_dead_letters(&project, &page)
+            .await?,
+    )
+}
+
+/// `replayDeadLetter`: sends a dead-lettered event again (`push`).
+pub async fn replay_dead_letter(ctx: Ctx, p: DeadLetterParams) -> Result<Answer, ApiError> {
+    let project = project(&ctx, &p.project, Action::Push).await?;
+    let destination = p.destination.as_deref().filter(|d| !d.is_empty());
+    Answer::result(
+        ctx.state
+            .management
+            .replay_dead_letter(&project, &p.event_id, destination)
+            .await?,
+    )
 }

@@ -69,13 +69,13 @@ async fn get_blob(
         .blob(&name, &digest, range, ns.as_deref())
         .await?;
     let size = match &answer {
-        BlobAnswer::Redirect { size, .. } => *size,
-        BlobAnswer::Bytes(read) => read.size,
+        BlobAnswer::Redirect { .. } => None,
+        BlobAnswer::Bytes(read) => Some(read.size),
     };
     state.events.blob_pulled(&origin, &name, &digest, size);
     Ok(match answer {
         // The signed URL honours `Range` itself; clients follow the redirect with it.
-        BlobAnswer::Redirect { url, .. } => {
+        BlobAnswer::Redirect { url } => {
             let headers = [
                 (LOCATION, url),
                 (DOCKER_CONTENT_DIGEST.clone(), digest.to_string()),

@@ -25,7 +25,7 @@ use registry_common::http::{
 };
 use registry_common::metadata::StoredManifest;
 use registry_common::oci::manifest::OCI_INDEX;
-use registry_common::oci::{Reference, RepositoryName, Tag};
+use registry_common::oci::{RepositoryName, Tag};
 use registry_common::state::AppState;
 use serde::Deserialize;
 
@@ -86,15 +86,9 @@ async fn get_manifest(
         .cache
         .manifest(&name, &reference, ns.as_deref())
         .await?;
-    let tag = match &reference {
-        Reference::Tag(tag) => Some(tag),
-        Reference::Digest(_) => None,
-    };
-    let size = manifest.payload.len() as u64;
-    let (digest, media_type) = (&manifest.digest, &manifest.media_type);
     state
         .events
-        .manifest_pulled(&origin, &name, digest, media_type, size, tag);
+        .manifest_pulled(&origin, &name, &manifest, &reference);
     let headers = manifest_headers(&manifest);
     Ok((StatusCode::OK, headers, manifest.payload).into_response())
 }

@@ -21,13 +21,13 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::events::{Action, EventOrigin};
-use crate::metadata::{Metadata, NewEvent};
-use crate::oci::{Digest, MediaType, ParsedManifest, RepositoryName, Tag};
+use crate::metadata::{Metadata, NewEvent, StoredManifest};
+use crate::oci::{Digest, ParsedManifest, Reference, RepositoryName, Tag};
 
 pub use body::EventSource;
 pub use deliver::{Deliverer, DeliveryPolicy, DeliveryReport};
 
-use body::{Actor, Event, Reference, Request, Source, Subject, Target};
+use body::{Actor, Event, Request, Source, Subject, Target};
 
 /// Pull events are written at least this often while some wait.
 pub const PULL_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -108,7 +108,7 @@ impl EventRecorder {
                 .blobs
                 .iter()
                 .chain(&parsed.children)
-                .map(Reference::of)
+                .map(body::Reference::of)
                 .collect();
             target.artifact_type = parsed.artifact_type.as_deref();
             target.subject = parsed.subject.as_ref().map(|digest| Subject {
@@ -203,23 +203,26 @@ impl EventRecorder {
         self.event(origin, name, Action::Delete, target)
     }
 
-    /// A manifest pulled: buffered, written with the next batch (only with `EVENTS_PULLS`).
+    /// A manifest pulled (`GET`): buffered, written with the next batch (only with
+    /// `EVENTS_PULLS`).
     pub fn manifest_pulled(
         &self,
         origin: &EventOrigin,
         name: &RepositoryName,
-        digest: &Digest,
-        media_type: &MediaType,
-        size: u64,
-        tag: Option<&Tag>,
+        manifest: &StoredManifest,
+        reference: &Reference,
     ) {
         if !self.inner.as_ref().is_some_and(|r| r.pulls) {
             return;
         }
+        let tag = match reference {
+            Reference::Tag(tag) => Some(tag),
+            Reference::Digest(_) => None,
+        };
         let manifest = ManifestTarget {
-            digest,
-            media_type: media_type.as_str(),
-            size,
+            digest: &manifest.digest,
+            media_type: manifest.media_type.as_str(),
+            size: manifest.payload.len() as u64,
             parsed: None,
         };
         let mut target = manifest_target(origin, name, &manifest);
@@ -234,17 +237,16 @@ impl EventRecorder {
         origin: &EventOrigin,
         name: &RepositoryName,
         digest: &Digest,
-        size: u64,
+        size: Option<u64>,
     ) {
         if !self.inner.as_ref().is_some_and(|r| r.pulls) {
             return;
         }
-        let events = self.event(
-            origin,
-            name,
-            Action::Pull,
-            blob_target(origin, name, digest, size),
-        );
+        let mut target = blob_target(origin, name, digest, 0);
+        // A redirected download does not say the size (the registry did not read it).
+        target.size = size;
+        target.length = size;
+        let events = self.event(origin, name, Action::Pull, target);
         self.buffer_pulls(events);
     }
 
