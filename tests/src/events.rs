@@ -65,7 +65,10 @@ pub fn per_repository(events: &[Value]) -> BTreeMap<String, Vec<Value>> {
     let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for event in events {
         let summary = summary(event);
-        let repository = summary["repository"].as_str().unwrap_or_default().to_owned();
+        let repository = summary["repository"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         groups.entry(repository).or_default().push(summary);
     }
     groups
@@ -178,7 +181,10 @@ pub fn webhook_event(request: &ReceivedRequest) -> Value {
         request.header("content-type"),
         Some("application/vnd.docker.distribution.events.v1+json")
     );
-    let signature = format!("sha256={}", hmac_sha256_hex(SECRET.as_bytes(), &request.body));
+    let signature = format!(
+        "sha256={}",
+        hmac_sha256_hex(SECRET.as_bytes(), &request.body)
+    );
     assert_eq!(
         request.header("x-registry-signature-256"),
         Some(signature.as_str()),

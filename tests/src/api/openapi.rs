@@ -1,6 +1,6 @@
 //! The management API's OpenAPI document (`functions/api/openapi.json`), and a validator of
 //! the JSON Schema subset it uses: `$ref` (to `#/components/…`), `type` (one or several),
-//! `properties`, `required`, `additionalProperties: false`, `items`, `const`, `pattern`,
+//! `properties`, `required`, `additionalProperties: false`, `items`, `const`, `enum`, `pattern`,
 //! `minLength`, `maxLength`, `minimum`, `maximum`, `format: date-time`, and the annotations
 //! `description`, `default` and `examples`. Loading the document walks every schema in it and
 //! refuses any other keyword or a `$ref` that does not resolve, so the document cannot grow a
@@ -135,6 +135,12 @@ impl OpenApi {
                 "items" => {
                     for (i, item) in value.as_array().into_iter().flatten().enumerate() {
                         self.check(expected, item, &format!("{at}[{i}]"), errors);
+                    }
+                }
+                "enum" => {
+                    let allowed = expected.as_array().expect("enum is an array");
+                    if !allowed.contains(value) {
+                        fail(errors, format!("{value} is not one of {expected}"));
                     }
                 }
                 "const" if value != expected => fail(errors, format!("{value} is not {expected}")),
