@@ -110,7 +110,13 @@ impl EventRecorder {
                 .chain(&parsed.children)
                 .map(body::Reference::of)
                 .collect();
-            target.artifact_type = parsed.artifact_type.as_deref();
+            // The referrers API's artifact type falls back to the config's media type; an
+            // image's config does not make it an artifact (README: `artifactType` is for
+            // artifacts).
+            target.artifact_type = parsed
+                .artifact_type
+                .as_deref()
+                .filter(|t| *t != IMAGE_CONFIG);
             target.subject = parsed.subject.as_ref().map(|digest| Subject {
                 digest: digest.to_string(),
             });
@@ -341,6 +347,9 @@ impl EventRecorder {
         }
     }
 }
+
+/// An image's config: what the referrers API reports as the type of a plain image.
+const IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
 /// The media type distribution gives blob targets.
 const BLOB_MEDIA_TYPE: &str = "application/octet-stream";
