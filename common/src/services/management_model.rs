@@ -193,6 +193,7 @@ pub struct DeadLetterItem {
     pub repository: String,
     pub action: String,
     pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     pub failed_at: Timestamp,
     /// The event as it was sent (one event object of the notification envelope).
