@@ -6,6 +6,9 @@ pub mod auth;
 pub mod bootstrap;
 pub mod config;
 pub mod error;
+/// The fuzz targets' way in (`fuzz/`); not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metadata;
 pub mod oci;
