@@ -110,7 +110,12 @@ impl EventRecorder {
                 .chain(&parsed.children)
                 .map(body::Reference::of)
                 .collect();
-            target.artifact_type = parsed.artifact_type.as_deref();
+            // The referrers API falls back to the config's media type; an event names an
+            // artifact type only for artifacts, not for every image.
+            target.artifact_type = parsed
+                .artifact_type
+                .as_deref()
+                .filter(|t| !IMAGE_CONFIGS.contains(t));
             target.subject = parsed.subject.as_ref().map(|digest| Subject {
                 digest: digest.to_string(),
             });
@@ -341,6 +346,12 @@ impl EventRecorder {
         }
     }
 }
+
+/// The config media types of ordinary images (not artifacts).
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
 
 /// The media type distribution gives blob targets.
 const BLOB_MEDIA_TYPE: &str = "application/octet-stream";
