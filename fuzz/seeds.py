@@ -168,6 +168,24 @@ def files():
     for i, text in enumerate(upstreams):
         repo = ["library/alpine", "grafana/loki", "x"][i % 3]
         write("upstreams", f"{repo}\n{text}")
+    webhooks = [
+        """{"endpoints": [
+        {"name": "ci", "url": "https://ci.example.com/hooks/registry",
+         "headers": {"Authorization": "Bearer abc123"}, "secret_env": "CI_HOOK_SECRET",
+         "actions": ["push"], "repositories": ["team-a/*"], "timeout_secs": 5},
+        {"name": "audit", "url": "http://audit.internal:8080/registry"}
+    ]}""",
+        '{"endpoints": [{"name": "a", "url": "ftp://a"}]}',
+        '{"endpoints": [{"name": "a", "url": "http://a"}, {"name": "a", "url": "http://b"}]}',
+        '{"endpoints": [{"name": "p", "url": "http://a", "actions": ["pull"]}]}',
+        '{"endpoints": [{"name": "h", "url": "http://a", "headers": {"Content-Type": "x"}}]}',
+        '{"endpoints": [{"name": "s", "url": "http://a", "secret_env": "MISSING"}]}',
+        '{"endpoints": [{"name": "t", "url": "http://a", "timeout_secs": 0}]}',
+        '{"endpoints": []}', "{}",
+    ]
+    for i, text in enumerate(webhooks):
+        event = ["push team-a/app", "delete team-b/x", "pull team-a/y/z"][i % 3]
+        write("webhooks", f"{event}\n{text}")
 
 
 def management():
