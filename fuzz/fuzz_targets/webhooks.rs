@@ -31,7 +31,11 @@ fuzz_target!(|data: &[u8]| {
         };
         let mut names = HashSet::new();
         for endpoint in &endpoints {
-            assert!(names.insert(endpoint.name.clone()), "{} twice", endpoint.name);
+            assert!(
+                names.insert(endpoint.name.clone()),
+                "{} twice",
+                endpoint.name
+            );
             assert!(
                 !endpoint.name.is_empty()
                     && endpoint.name.len() <= 64
