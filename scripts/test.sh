@@ -381,8 +381,12 @@ run_tests() {
     # Dockerfile builder stage's cargo command run here (a release build of every binary).
     log "scripts/check-deploy.sh --build"
     scripts/check-deploy.sh --build 2>&1 | tee -a "$output" || status=$?
+    # Every fuzz target for a few seconds (its own instrumented build, under
+    # $CARGO_TARGET_DIR/fuzz); longer runs: scripts/fuzz.sh <seconds>.
+    log "scripts/fuzz.sh 5"
+    scripts/fuzz.sh 5 2>&1 | tee -a "$output" || status=$?
     log "summary"
-    grep -E '^(     Running|   Doc-tests|test result:)|^error|FAILED|panicked|^deploy: ' "$output" || true
+    grep -E '^(     Running|   Doc-tests|test result:)|^error|FAILED|panicked|^deploy: |^fuzz: ' "$output" || true
     awk '/^test result:/ { passed += $4; failed += $6 }
          END { printf "total: %d passed, %d failed\n", passed, failed }' "$output"
     rm -f "$output"

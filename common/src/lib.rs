@@ -7,6 +7,9 @@ pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod events;
+/// The fuzz targets' way in (`fuzz/`); not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metadata;
 pub mod oci;

@@ -51,7 +51,7 @@ impl Htpasswd {
         })
     }
 
-    fn parse(text: &str, cache_ttl: Duration) -> Result<Htpasswd, (usize, String)> {
+    pub(crate) fn parse(text: &str, cache_ttl: Duration) -> Result<Htpasswd, (usize, String)> {
         let mut users = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let number = i + 1;

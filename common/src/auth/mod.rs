@@ -21,13 +21,13 @@
 mod cache;
 mod caller;
 mod delegated;
-mod htpasswd;
+pub(crate) mod htpasswd;
 mod issue;
 mod principal;
-mod rules;
+pub(crate) mod rules;
 mod scope;
 use crate::config::secret;
-mod token;
+pub(crate) mod token;
 
 use std::sync::Arc;
 use std::time::Duration;

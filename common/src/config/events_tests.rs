@@ -341,6 +341,16 @@ fn bad_webhooks_name_the_file_endpoint_and_field() {
     );
 }
 
+/// Found by the `webhooks` fuzz target: `http:/a` is a URL the client reads as `http://a/`;
+/// the endpoint holds the URL as it is used.
+#[test]
+fn a_webhook_url_is_kept_as_the_client_reads_it() {
+    let text = r#"{"endpoints": [{"name": "a", "url": "http:/point/a"}, {"name": "b", "url": "HTTPS://Example.COM"}]}"#;
+    let endpoints = hooks(text, &[]).unwrap();
+    assert_eq!(endpoints[0].url, "http://point/a");
+    assert_eq!(endpoints[1].url, "https://example.com/");
+}
+
 #[test]
 fn pull_actions_are_allowed_when_pulls_are_recorded() {
     let text = r#"{"endpoints": [{"name": "ci", "url": "http://a/", "actions": ["pull"]}]}"#;

@@ -169,7 +169,7 @@ impl RawEndpoint {
                 self.name
             ));
         }
-        check_url(&self.url).map_err(|why| format!("url {:?} {why}", self.url))?;
+        let url = check_url(&self.url).map_err(|why| format!("url {:?} {why}", self.url))?;
         let mut headers = Vec::with_capacity(self.headers.len());
         for (name, value) in self.headers {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -216,7 +216,7 @@ impl RawEndpoint {
         actions.dedup();
         Ok(WebhookEndpoint {
             name: self.name,
-            url: self.url,
+            url,
             headers,
             secret,
             actions,
@@ -226,8 +226,9 @@ impl RawEndpoint {
     }
 }
 
-/// Why `raw` is not a usable webhook URL.
-fn check_url(raw: &str) -> Result<(), &'static str> {
+/// The URL `raw` names, normalized (`http:/a` is `http://a/`, as the HTTP client reads it), or
+/// why it is not a usable webhook URL.
+fn check_url(raw: &str) -> Result<String, &'static str> {
     let parsed = reqwest_tls::Url::parse(raw).map_err(|_| "is not a URL")?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err("must be http:// or https://");
@@ -242,5 +243,5 @@ fn check_url(raw: &str) -> Result<(), &'static str> {
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err("must not hold credentials (use headers, or secret_env for a signature)");
     }
-    Ok(())
+    Ok(parsed.into())
 }

@@ -19,7 +19,7 @@ pub fn range(headers: &HeaderMap) -> Option<RangeSpec> {
     parse_range(headers.get(RANGE)?.to_str().ok()?)
 }
 
-fn parse_range(header: &str) -> Option<RangeSpec> {
+pub(crate) fn parse_range(header: &str) -> Option<RangeSpec> {
     let spec = header.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
         return None;
@@ -54,7 +54,7 @@ pub fn content_range(headers: &HeaderMap) -> Result<Option<ContentRange>, Regist
 
 /// Accepts the spec's `<start>-<end>` and the HTTP forms `bytes=<start>-<end>` and
 /// `bytes <start>-<end>/<total|*>`.
-fn parse_content_range(raw: &str) -> Option<ContentRange> {
+pub(crate) fn parse_content_range(raw: &str) -> Option<ContentRange> {
     let s = raw.trim();
     let s = s
         .strip_prefix("bytes=")
@@ -67,9 +67,9 @@ fn parse_content_range(raw: &str) -> Option<ContentRange> {
     let (start, end) = s.split_once('-')?;
     let start: u64 = start.trim().parse().ok()?;
     let end: u64 = end.trim().parse().ok()?;
-    if end < start {
-        return None;
-    }
+    // `end - start + 1` must fit: `0-18446744073709551615` names 2^64 bytes, which no chunk
+    // has (and whose length would overflow where the body is checked against it).
+    end.checked_sub(start)?.checked_add(1)?;
     // A complete length, when given, must be `*` or a number the range fits in.
     match total {
         None | Some("*") => {}
@@ -129,6 +129,10 @@ mod tests {
         assert_eq!(parse_content_range("bytes=5-9"), c(5, 9));
         assert_eq!(parse_content_range("bytes 5-9/100"), c(5, 9));
         assert_eq!(parse_content_range("bytes 5-9/*"), c(5, 9));
+        assert_eq!(
+            parse_content_range("1-18446744073709551615"),
+            c(1, u64::MAX)
+        );
         for bad in [
             "",
             "abc",
@@ -139,6 +143,9 @@ mod tests {
             "bytes=1-",
             "bytes 5-9/9",
             "bytes 5-9/10x",
+            // Found by the `upload_body` fuzz target: its length, 2^64, overflowed.
+            "0-18446744073709551615",
+            "bytes 0-18446744073709551615/*",
         ] {
             assert_eq!(parse_content_range(bad), None, "{bad}");
         }

@@ -109,7 +109,7 @@ impl PageRequest {
     }
 
     /// The key the cursor carries, checked to be one of the `kind` listing's.
-    pub(super) fn key(&self, kind: Kind) -> Result<Option<String>, ManagementError> {
+    pub(crate) fn key(&self, kind: Kind) -> Result<Option<String>, ManagementError> {
         let Some(cursor) = &self.cursor else {
             return Ok(None);
         };
@@ -123,7 +123,7 @@ impl PageRequest {
 
 /// The listings, each with its own cursors.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Repositories,
     Tags,
     Manifests,
@@ -140,7 +140,7 @@ impl Kind {
         }
     }
 
-    pub(super) fn cursor(self, key: &str) -> String {
+    pub(crate) fn cursor(self, key: &str) -> String {
         URL_SAFE_NO_PAD.encode(format!("{}{key}", self.prefix()))
     }
 }
@@ -193,6 +193,7 @@ pub struct DeadLetterItem {
     pub repository: String,
     pub action: String,
     pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     pub failed_at: Timestamp,
     /// The event as it was sent (one event object of the notification envelope).

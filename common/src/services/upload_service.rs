@@ -95,11 +95,11 @@ impl ContentRange {
 }
 
 /// Hashes and counts bytes as they stream through, and refuses more than `limit` bytes.
-struct Hashing<'a, S> {
-    inner: S,
-    hasher: &'a mut DigestHasher,
-    count: u64,
-    limit: Option<u64>,
+pub(crate) struct Hashing<'a, S> {
+    pub(crate) inner: S,
+    pub(crate) hasher: &'a mut DigestHasher,
+    pub(crate) count: u64,
+    pub(crate) limit: Option<u64>,
 }
 
 impl<S> Stream for Hashing<'_, S>
@@ -546,7 +546,7 @@ fn verify(claimed: &Digest, computed: Digest) -> Result<(), UploadError> {
 }
 
 /// The body length a chunk must have, from its `Content-Range` and `Content-Length`.
-fn expected_length(
+pub(crate) fn expected_length(
     name: &RepositoryName,
     id: &UploadId,
     row: &UploadRow,

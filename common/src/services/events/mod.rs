@@ -110,13 +110,12 @@ impl EventRecorder {
                 .chain(&parsed.children)
                 .map(body::Reference::of)
                 .collect();
-            // The referrers API's artifact type falls back to the config's media type; an
-            // image's config does not make it an artifact (README: `artifactType` is for
-            // artifacts).
+            // The referrers API falls back to the config's media type; an event names an
+            // artifact type only for artifacts, not for every image.
             target.artifact_type = parsed
                 .artifact_type
                 .as_deref()
-                .filter(|t| *t != IMAGE_CONFIG);
+                .filter(|t| !IMAGE_CONFIGS.contains(t));
             target.subject = parsed.subject.as_ref().map(|digest| Subject {
                 digest: digest.to_string(),
             });
@@ -348,8 +347,11 @@ impl EventRecorder {
     }
 }
 
-/// An image's config: what the referrers API reports as the type of a plain image.
-const IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// The config media types of ordinary images (not artifacts).
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
 
 /// The media type distribution gives blob targets.
 const BLOB_MEDIA_TYPE: &str = "application/octet-stream";
