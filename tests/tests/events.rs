@@ -312,9 +312,19 @@ async fn events_committed_before_a_sigkill_are_delivered_by_the_job() {
     let receiver = WebhookReceiver::start().await;
     let (_dir, env) = webhook_file(&receiver, Some(1));
     let (reg, expected) = push_then_sigkill(&receiver, &env).await;
-    // The dead process's claim (a lease of 2 s with a 1 s timeout) runs out first.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    run_job_with(&reg, "deliver-events", &borrowed(&env)).await;
+    // As a scheduler would: the job every second, until everything arrived. The dead
+    // process's claims (a lease of 2 s with a 1 s timeout) and retries run out within seconds;
+    // no event is lost meanwhile.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while distinct_by_id(&webhook_events(&receiver)).len() < expected.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job did not deliver every event: {:#?}",
+            webhook_events(&receiver)
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        run_job_with(&reg, "deliver-events", &borrowed(&env)).await;
+    }
     assert_delivered_at_least_once(&receiver, &expected);
 }
 
