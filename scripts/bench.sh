@@ -4,14 +4,15 @@
 # every scenario of the `bench` program against both in the same run, on disk and on tmpfs
 # (/dev/shm), with the physical limits that bound them measured in the same run; then the
 # GCS path (1 GiB blob through the emulator, peak RSS), the S3 path (a large blob through the
-# S3 test server, pushed in one streamed PATCH and in 1 MiB chunks, pulled back digest-verified)
-# and the jobs over a seeded PostgreSQL database; then one table with the ratio
-# project/distribution per figure.
+# S3 test server, pushed in one streamed PATCH and in 1 MiB chunks, pulled back digest-verified),
+# the pull-through cache, the small-image push with events off and on (NATS and a webhook,
+# answering or hanging) and the jobs over a seeded PostgreSQL database; then one table with the
+# ratio project/distribution per figure (and for events, on/off).
 #
 # Usage: scripts/bench.sh [--quick] [--storage disk,tmpfs] [--only SCENARIOS] [--out DIR] [--no-build]
 #   --quick      small sizes (a few minutes); without it, the issue's sizes
 #   --storage    which variants to run (default disk,tmpfs)
-#   --only       comma-separated subset of: limits,push,pull,images,tags,catalog,cold,gcs,s3,gc,cache
+#   --only       comma-separated subset of: limits,push,pull,images,tags,catalog,cold,gcs,s3,gc,cache,events
 #   --out DIR    where results.jsonl, table.md and the server logs go (default a new temp dir)
 #   --no-build   use the release binaries already in target/release ($CARGO_TARGET_DIR/release)
 #
@@ -45,7 +46,7 @@ JOBS="$TARGET_DIR/release/jobs"
 QUICK=false
 BUILD=true
 STORAGES="disk,tmpfs"
-ONLY="limits,push,pull,images,tags,catalog,cold,gcs,s3,gc,cache"
+ONLY="limits,push,pull,images,tags,catalog,cold,gcs,s3,gc,cache,events"
 OUT=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -54,7 +55,7 @@ while [[ $# -gt 0 ]]; do
     --only) ONLY="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --no-build) BUILD=false ;;
-    *) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
     esac
     shift
 done
@@ -487,6 +488,230 @@ if wants cache; then
     rm -rf "$up_data" "$cache_data"
 fi
 
+# --- events on and off (issue 18) ------------------------------------------------------------
+# The small-image push (c8 and c1, embedded default on disk) on three fresh registries: events
+# off; NATS (JetStream, a stream made for the run) plus a webhook answering 200 at once; NATS
+# plus a webhook that accepts and never answers (timeout_secs 5). The figure is images/s on
+# against off (target: within 10%). After each events run: the events recorded (the outbox),
+# and how many reached the stream and the receiver.
+# events_helpers: writes the webhook receiver and the JetStream helper into $OUT.
+events_helpers() {
+    cat >"$OUT/events.py" <<'PY'
+"""Helpers of bench.sh's events scenario.
+
+hook PORT_FILE ok|hang: a webhook receiver on 127.0.0.1 (a free port, written to PORT_FILE);
+  POST reads the body, counts it and answers 200 (ok) or never answers (hang); GET answers
+  the count of POSTs received.
+js HOST PORT create STREAM SUBJECT | messages STREAM | delete STREAM: the JetStream API over
+  the NATS protocol (no client library needed).
+"""
+import http.server
+import json
+import os
+import socket
+import sys
+import threading
+
+def hook(port_file, mode):
+    count = [0]
+    lock = threading.Lock()
+    forever = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        # Keep-alive, as a real receiver answers.
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with lock:
+                count[0] += 1
+            if mode == "hang":
+                forever.wait()
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self):
+            with lock:
+                body = str(count[0]).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(server.server_address[1]))
+    os.rename(port_file + ".tmp", port_file)
+    server.serve_forever()
+
+def js_request(host, port, subject, payload):
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    f = sock.makefile("rb")
+    f.readline()  # INFO
+    body = json.dumps(payload).encode() if payload is not None else b""
+    sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"protocol":1}\r\n'
+                 b"SUB _INBOX.bench 1\r\n"
+                 + b"PUB %s _INBOX.bench %d\r\n" % (subject.encode(), len(body)) + body + b"\r\n")
+    while True:
+        line = f.readline()
+        if not line:
+            raise SystemExit("NATS closed the connection")
+        if line.startswith(b"PING"):
+            sock.sendall(b"PONG\r\n")
+        elif line.startswith(b"-ERR"):
+            raise SystemExit(line.decode().strip())
+        elif line.startswith(b"MSG"):
+            size = int(line.split()[-1])
+            answer = json.loads(f.read(size + 2)[:size])
+            sock.close()
+            if "error" in answer:
+                raise SystemExit(f"{subject}: {answer['error']}")
+            return answer
+
+def js(host, port, op, stream, subject=None):
+    if op == "create":
+        js_request(host, port, f"$JS.API.STREAM.CREATE.{stream}", {
+            "name": stream, "subjects": [subject], "storage": "file",
+            "duplicate_window": 600 * 10**9})
+    elif op == "messages":
+        print(js_request(host, port, f"$JS.API.STREAM.INFO.{stream}", None)["state"]["messages"])
+    elif op == "delete":
+        js_request(host, port, f"$JS.API.STREAM.DELETE.{stream}", None)
+
+if __name__ == "__main__":
+    {"hook": hook, "js": js}[sys.argv[1]](*sys.argv[2:])
+PY
+}
+
+# nats_has_jetstream HOST PORT: whether a NATS server there has JetStream on (its INFO line).
+nats_has_jetstream() {
+    local info=""
+    { exec 3<>"/dev/tcp/$1/$2"; } 2>/dev/null || return 1
+    read -r -t 2 info <&3 || true
+    exec 3<&- 3>&-
+    [[ "$info" == INFO* && "$info" == *'"jetstream":true'* ]]
+}
+
+# events_nats: the server at 127.0.0.1:4222 when it has JetStream, else a throwaway
+# `nats-server -js` on a free port; sets NATS_PORT.
+events_nats() {
+    if nats_has_jetstream 127.0.0.1 4222; then
+        NATS_PORT=4222
+        log "events: NATS at 127.0.0.1:4222 (JetStream on)"
+        return
+    fi
+    command -v nats-server >/dev/null 2>&1 ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nats-server >&2
+    local store tries
+    store="$(mktemp -d "$OUT/nats.XXXXXX")"
+    NATS_PORT="$(free_port)"
+    nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$store" >>"$OUT/logs/nats.log" 2>&1 &
+    PIDS+=("$!")
+    for tries in $(seq 1 50); do
+        nats_has_jetstream 127.0.0.1 "$NATS_PORT" && break
+        [[ $tries -lt 50 ]] || { log "nats-server did not start; see $OUT/logs/nats.log"; return 1; }
+        sleep 0.1
+    done
+    log "events: throwaway nats-server (JetStream on) on 127.0.0.1:$NATS_PORT"
+}
+
+# events_hook ok|hang: starts a receiver; sets HOOK_PID and HOOK_URL.
+events_hook() {
+    local port_file="$OUT/hook-$1.port" tries=0
+    rm -f "$port_file"
+    python3 "$OUT/events.py" hook "$port_file" "$1" >>"$OUT/logs/hook.log" 2>&1 &
+    HOOK_PID=$!
+    PIDS+=("$HOOK_PID")
+    until [[ -s "$port_file" ]]; do
+        tries=$((tries + 1))
+        [[ $tries -lt 100 ]] || { log "the webhook receiver did not start"; return 1; }
+        sleep 0.05
+    done
+    HOOK_URL="http://127.0.0.1:$(cat "$port_file")"
+}
+
+# stop_pid PID: SIGTERM, then SIGKILL after 10 s (a registry may be mid-send to a hung hook).
+stop_pid() {
+    local tries=0
+    kill "$1" 2>/dev/null || return 0
+    while kill -0 "$1" 2>/dev/null && [[ $tries -lt 100 ]]; do
+        sleep 0.1
+        tries=$((tries + 1))
+    done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# events_counts DATA STREAM: "E events; nats: N in the stream; webhook: R received", with
+# the deliveries' states from the outbox.
+events_counts() {
+    local db="$1/registry.db" stream="$2"
+    printf '%s events recorded; stream %s: %s messages; receiver: %s POSTs; deliveries: %s' \
+        "$(sqlite3 "$db" 'SELECT count(*) FROM event_outbox')" "$stream" \
+        "$(python3 "$OUT/events.py" js 127.0.0.1 "$NATS_PORT" messages "$stream")" \
+        "$(curl -fsS "$HOOK_URL/")" \
+        "$(sqlite3 "$db" "SELECT group_concat(destination || ' ' || state || ' ' || n, ', ') FROM
+            (SELECT destination, state, count(*) AS n FROM event_deliveries GROUP BY 1, 2)")"
+}
+
+if wants events; then
+    events_helpers
+    events_nats
+    EVENTS="$OUT/events.jsonl"
+    : >"$EVENTS"
+    base="$(mktemp -d "${BENCH_DISK_DIR:-/tmp}/registry-bench-events.XXXXXX")"
+    CLEANUP_DIRS+=("$base")
+    for run in off on hang; do
+        data="$base/$run"
+        env=()
+        stream=""
+        if [[ "$run" != off ]]; then
+            # Unique per run: the shared server's other streams and this run's earlier ones
+            # never see these subjects.
+            prefix="benchev$$x$RANDOM$run"
+            stream="BENCHEV_$$_${RANDOM}_$run"
+            python3 "$OUT/events.py" js 127.0.0.1 "$NATS_PORT" create "$stream" "$prefix.>"
+            events_hook "$([[ "$run" == on ]] && echo ok || echo hang)"
+            printf '{"endpoints":[{"name":"bench","url":"%s/hook","timeout_secs":5}]}' \
+                "$HOOK_URL" >"$OUT/webhooks-$run.json"
+            env=(NATS_URL="nats://127.0.0.1:$NATS_PORT" NATS_SUBJECT_PREFIX="$prefix"
+                NATS_JETSTREAM=true WEBHOOKS_FILE="$OUT/webhooks-$run.json")
+        fi
+        start_server project "$data" "${env[@]}"
+        log "events $run: bench small-images --images $IMAGES --levels 8,1"
+        echo "events $run: $(machine_load)" >>"$OUT/machine.txt"
+        # Only the push is the figure; the pulls record nothing (EVENTS_PULLS is off).
+        "$BENCH" small-images --url "$SERVER_URL" --pid "$SERVER_PID" --label "events-$run" \
+            --storage disk --images "$IMAGES" --levels 8,1 |
+            jq -c 'select(.scenario == "image-push") | .scenario = "events-push"' |
+            tee -a "$EVENTS" >&2
+        if [[ "$run" != off ]]; then
+            # Delivery runs after each answer; give the stream and the receiver a moment
+            # (a hung hook never counts as delivered).
+            expected="$(sqlite3 "$data/registry.db" 'SELECT count(*) FROM event_outbox')"
+            for tries in $(seq 1 100); do
+                got="$(python3 "$OUT/events.py" js 127.0.0.1 "$NATS_PORT" messages "$stream")"
+                [[ "$got" -lt "$expected" ]] || break
+                sleep 0.1
+            done
+            counts="$(events_counts "$data" "$stream")"
+            log "events $run: $counts"
+            echo "events $run: $counts" >>"$OUT/machine.txt"
+        fi
+        stop_pid "$SERVER_PID"
+        rm -rf "$data"
+        if [[ "$run" != off ]]; then
+            stop_pid "$HOOK_PID"
+            python3 "$OUT/events.py" js 127.0.0.1 "$NATS_PORT" delete "$stream"
+        fi
+    done
+fi
+
 # --- jobs over a seeded PostgreSQL database (issue 7) ----------------------------------------
 if wants gc; then
     GC_DB="registry_bench_$$"
@@ -524,5 +749,13 @@ echo "end: $(machine_load)" >>"$OUT/machine.txt"
     sed 's/^/  /' "$OUT/machine.txt"
     echo
     "$BENCH" table "$RESULTS"
+    if wants events; then
+        for run in on hang; do
+            echo
+            echo "Events $run against off (small-image push, disk):"
+            echo
+            "$BENCH" table --a "events-$run" --b events-off "$EVENTS"
+        done
+    fi
 } | tee "$OUT/table.md"
 log "results: $RESULTS; table: $OUT/table.md"

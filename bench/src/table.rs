@@ -167,6 +167,8 @@ fn target(key: &Key, value: Option<f64>, ratio: Option<f64>) -> String {
         ("blob-push", "throughput", "tmpfs") => check("≥ 4×", ratio.map(|r| r >= 4.0)),
         ("blob-pull", "throughput", "disk" | "tmpfs") => check("≥ 1.2×", ratio.map(|r| r >= 1.2)),
         ("image-push", "images", _) => check("≥ 10×", ratio.map(|r| r >= 10.0)),
+        // Issue 18: pushes with events on (`--a`) within 10% of events off (`--b`).
+        ("events-push", "images", _) => check("≥ 0.9×", ratio.map(|r| r >= 0.9)),
         ("tags-list" | "catalog", "requests", _) => check("≥ 10×", ratio.map(|r| r >= 10.0)),
         ("blob-push", "server peak RSS", "gcs") | ("blob-pull", "server peak RSS", "gcs") => {
             check("< 100 MiB", value.map(|v| v < 100.0))
@@ -202,5 +204,21 @@ not json
         assert!(row.contains("sha256 one core 1600 MB/s"), "{row}");
         assert!(row.contains("≥ 2×: met"), "{row}");
         assert!(row.contains("4× 300/350/390"), "{row}");
+    }
+
+    #[test]
+    fn events_push_is_held_to_within_ten_percent_of_off() {
+        let line = |label: &str, value: f64| {
+            format!(
+                r#"{{"scenario":"events-push","case":"c8 ×200","storage":"disk","label":"{label}","figures":[{{"name":"images","value":{value},"unit":"images/s","better":"higher"}}]}}"#
+            )
+        };
+        let text = [line("events-on", 95.0), line("events-off", 100.0)].join("\n");
+        let table = render(&text, "events-on", "events-off");
+        assert!(table[2].contains("| 0.95 |"), "{table:#?}");
+        assert!(table[2].contains("≥ 0.9×: met"), "{table:#?}");
+        let slow = [line("events-hang", 80.0), line("events-off", 100.0)].join("\n");
+        let table = render(&slow, "events-hang", "events-off");
+        assert!(table[2].contains("≥ 0.9×: MISSED"), "{table:#?}");
     }
 }
