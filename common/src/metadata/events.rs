@@ -7,11 +7,14 @@
 //! PostgreSQL a lock of the repository's row, taken before the insert numbers the event).
 //! Fan-out runs one at a time (SQLite's write lock; a transaction-scoped advisory lock on
 //! PostgreSQL) and takes the oldest unfanned events first, so a repository's delivery rows
-//! appear in `seq` order. A delivery row is claimable only when it heads its stream (no older
-//! pending row of the same destination and repository) and nobody's claim on it is current:
-//! one deliverer at a time per stream, each stream in order. Claims select with
-//! `FOR UPDATE SKIP LOCKED` on PostgreSQL, so concurrent deliverers never take one row twice,
-//! and record a lease (`claimed_until`) so that the sending happens outside any transaction.
+//! appear in `seq` order. A claim takes, per stream (destination and repository), a prefix of
+//! its pending rows: each one due, and neither it nor any row before it claimed by anyone
+//! (a stream whose head waits for a retry, or is being sent, gives nothing). So one deliverer
+//! at a time works on a stream, in order. Claims run one at a time (SQLite's write lock; a
+//! transaction-scoped advisory lock on PostgreSQL, whose rows are also selected
+//! `FOR UPDATE SKIP LOCKED`, so a row being recorded is never taken), and record a lease
+//! (`claimed_until`) so that the sending happens outside any transaction; the deliverer sends
+//! a stream's rows in order and gives back those after a failure (`Released`).
 
 use std::fmt::Write as _;
 
@@ -65,6 +68,9 @@ pub enum DeliveryOutcome {
     Dead {
         error: String,
     },
+    /// Not attempted (an earlier row of its stream failed, or the claim ran short): the claim
+    /// is given back, the attempts unchanged.
+    Released,
 }
 
 /// A dead-lettered delivery.
@@ -100,6 +106,19 @@ pub struct EventBacklog {
 
 /// The advisory lock key that serializes fan-outs on PostgreSQL ("outbox" in ASCII).
 const FAN_OUT_LOCK: i64 = 0x6f75_7462_6f78;
+/// The advisory lock key that serializes claims on PostgreSQL ("claims" in ASCII).
+const CLAIM_LOCK: i64 = 0x636c_6169_6d73;
+
+/// The deliveries a claim may take: per stream, the first `$3` pending rows that are due and
+/// unclaimed with every row before them, oldest first, at most `$2`; `$1` is now.
+const CLAIMABLE: &str = "SELECT destination, seq FROM (\
+     SELECT destination, seq, row_number() OVER stream AS position, \
+     min(CASE WHEN next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) \
+         THEN 1 ELSE 0 END) OVER stream AS ready \
+     FROM event_deliveries WHERE state = 'pending' \
+     WINDOW stream AS (PARTITION BY destination, repository ORDER BY seq \
+         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)\
+     ) AS candidates WHERE ready = 1 AND position <= $3 ORDER BY seq LIMIT $2";
 
 /// Writes events in the caller's transaction (see the module's notes on order).
 pub(crate) async fn insert_in(
@@ -288,13 +307,14 @@ impl Metadata {
         Ok(rows.len() as u64)
     }
 
-    /// Claims up to `limit` deliveries that head their stream, are due at `now` and are not
-    /// claimed, until `now + lease_ms`.
+    /// Claims, until `now + lease_ms`, up to `limit` deliveries due at `now`: per stream, at
+    /// most `per_stream` of its first pending rows, in order (see the module's notes).
     pub async fn claim_deliveries(
         &self,
         now: i64,
         lease_ms: i64,
         limit: u32,
+        per_stream: u32,
     ) -> Result<Vec<ClaimedDelivery>, MetadataError> {
         let lock = match self.engine {
             Engine::Postgres => " FOR UPDATE OF d SKIP LOCKED",
@@ -303,28 +323,28 @@ impl Metadata {
         let select = format!(
             "SELECT d.destination, d.seq, d.attempts, o.id, o.repository, o.action, o.body \
              FROM event_deliveries d JOIN event_outbox o ON o.seq = d.seq \
-             WHERE d.state = 'pending' AND d.next_attempt_at <= $1 \
-             AND (d.claimed_until IS NULL OR d.claimed_until < $1) \
-             AND NOT EXISTS (SELECT 1 FROM event_deliveries e WHERE e.destination = d.destination \
-                 AND e.repository = d.repository AND e.state = 'pending' AND e.seq < d.seq) \
-             ORDER BY d.seq LIMIT $2{lock}"
+             WHERE (d.destination, d.seq) IN ({CLAIMABLE}) ORDER BY d.seq{lock}"
         );
         let mut tx = self
             .write
             .begin()
             .await
             .map_err(MetadataError::query("begin claim"))?;
-        if self.engine == Engine::Sqlite {
+        let serialize = match self.engine {
+            Engine::Postgres => "SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1)) AS locked",
             // Take the write lock first, so that the read below sees what the claims of
             // others committed.
-            sqlx::query("UPDATE event_deliveries SET seq = seq WHERE seq = -1")
-                .execute(&mut *tx)
-                .await
-                .map_err(MetadataError::query("take claim lock"))?;
-        }
+            Engine::Sqlite => "UPDATE event_deliveries SET seq = seq WHERE seq = $1",
+        };
+        sqlx::query(serialize)
+            .bind(CLAIM_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(MetadataError::query("serialize claims"))?;
         let rows: Vec<ClaimRow> = sqlx::query_as(AssertSqlSafe(select))
             .bind(now)
             .bind(i64::from(limit))
+            .bind(i64::from(per_stream.max(1)))
             .fetch_all(&mut *tx)
             .await
             .map_err(MetadataError::query("select claimable deliveries"))?;
@@ -381,6 +401,18 @@ impl Metadata {
                 DeliveryOutcome::Delivered => ("delivered", now, None),
                 DeliveryOutcome::RetryAt { at, error } => ("pending", *at, Some(error.as_str())),
                 DeliveryOutcome::Dead { error } => ("dead", now, Some(error.as_str())),
+                DeliveryOutcome::Released => {
+                    sqlx::query(
+                        "UPDATE event_deliveries SET claimed_until = NULL \
+                         WHERE destination = $1 AND seq = $2 AND state = 'pending'",
+                    )
+                    .bind(destination.clone())
+                    .bind(*seq)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(MetadataError::query("release delivery"))?;
+                    continue;
+                }
             };
             sqlx::query(
                 "UPDATE event_deliveries SET state = $1, attempts = attempts + 1, \

@@ -95,7 +95,7 @@ async fn events_commit_with_their_change_and_never_without_it() {
         assert_eq!(meta.fan_out_events(100, everywhere).await.expect("fan"), 2);
         assert_eq!(meta.fan_out_events(100, everywhere).await.expect("fan"), 0);
         let claimed = meta
-            .claim_deliveries(now_millis(), LEASE, 10)
+            .claim_deliveries(now_millis(), LEASE, 10, 1)
             .await
             .expect("claim");
         // Only the head of each stream: the push, not the delete after it.
@@ -127,7 +127,10 @@ async fn each_destination_and_repository_is_delivered_in_order() {
         };
         assert_eq!(meta.fan_out_events(100, wants).await.expect("fan"), 3);
         let now = now_millis();
-        let claimed = meta.claim_deliveries(now, LEASE, 10).await.expect("claim");
+        let claimed = meta
+            .claim_deliveries(now, LEASE, 10, 1)
+            .await
+            .expect("claim");
         assert_eq!(
             ids(&claimed),
             [
@@ -140,7 +143,7 @@ async fn each_destination_and_repository_is_delivered_in_order() {
         );
         // Claimed rows, and the rows behind them, are nobody else's.
         assert!(
-            meta.claim_deliveries(now, LEASE, 10)
+            meta.claim_deliveries(now, LEASE, 10, 1)
                 .await
                 .expect("claim")
                 .is_empty(),
@@ -171,17 +174,20 @@ async fn each_destination_and_repository_is_delivered_in_order() {
         .await
         .expect("record");
         // The delivered head lets the next of its stream through; the retried one waits.
-        let next = meta.claim_deliveries(now, LEASE, 10).await.expect("claim");
+        let next = meta
+            .claim_deliveries(now, LEASE, 10, 1)
+            .await
+            .expect("claim");
         assert_eq!(ids(&next), [pair("nats", "a/x-3")], "{engine}");
         let due = meta
-            .claim_deliveries(now + 5_001, LEASE, 10)
+            .claim_deliveries(now + 5_001, LEASE, 10, 1)
             .await
             .expect("claim");
         assert_eq!(ids(&due), [pair("webhook:ci", "b/y-2")], "{engine}");
         assert_eq!(due[0].attempts, 1, "{engine}");
         // A claim that ran out (its deliverer died) is taken again.
         let expired = meta
-            .claim_deliveries(now + LEASE + 10_000, LEASE, 10)
+            .claim_deliveries(now + LEASE + 10_000, LEASE, 10, 1)
             .await
             .expect("claim");
         assert_eq!(
@@ -206,7 +212,10 @@ async fn dead_letters_unblock_their_stream_are_listed_and_replay() {
         let only_hook = |_: &UnfannedEvent| vec!["webhook:ci".to_owned()];
         meta.fan_out_events(100, only_hook).await.expect("fan");
         let now = now_millis();
-        let first = meta.claim_deliveries(now, LEASE, 10).await.expect("claim");
+        let first = meta
+            .claim_deliveries(now, LEASE, 10, 1)
+            .await
+            .expect("claim");
         assert_eq!(ids(&first), [pair("webhook:ci", "t/a-1")], "{engine}");
         let dead = DeliveryOutcome::Dead {
             error: "webhook:ci: 500 Internal Server Error".to_owned(),
@@ -214,7 +223,10 @@ async fn dead_letters_unblock_their_stream_are_listed_and_replay() {
         meta.record_deliveries(&[("webhook:ci".to_owned(), first[0].seq, dead)])
             .await
             .expect("record");
-        let second = meta.claim_deliveries(now, LEASE, 10).await.expect("claim");
+        let second = meta
+            .claim_deliveries(now, LEASE, 10, 1)
+            .await
+            .expect("claim");
         assert_eq!(ids(&second), [pair("webhook:ci", "t/a-2")], "{engine}");
         let letters = meta.dead_letters("t/", None, 10).await.expect("dead");
         assert_eq!(letters.len(), 1, "{engine}");
@@ -262,7 +274,7 @@ async fn retention_removes_delivered_rows_then_their_events() {
             .expect("insert");
         meta.fan_out_events(100, everywhere).await.expect("fan");
         let claimed = meta
-            .claim_deliveries(now_millis(), LEASE, 10)
+            .claim_deliveries(now_millis(), LEASE, 10, 1)
             .await
             .expect("claim");
         let outcomes: Vec<_> = claimed
@@ -300,7 +312,7 @@ async fn concurrent_claims_never_take_one_row_twice() {
         let now = now_millis();
         let claims = (0..4).map(|_| {
             let meta = meta.clone();
-            tokio::spawn(async move { meta.claim_deliveries(now, LEASE, 20).await })
+            tokio::spawn(async move { meta.claim_deliveries(now, LEASE, 20, 1).await })
         });
         let mut all = Vec::new();
         for claim in claims {
@@ -311,5 +323,145 @@ async fn concurrent_claims_never_take_one_row_twice() {
         all.dedup();
         assert_eq!(all.len(), total, "{engine}: a row claimed twice");
         assert_eq!(total, 80, "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn a_claim_takes_a_prefix_of_each_stream_and_released_rows_come_back() {
+    for (engine, meta, _guard) in engines().await {
+        meta.insert_events(&[
+            event("p/a", Action::Push, 1),
+            event("p/a", Action::Push, 2),
+            event("p/b", Action::Push, 3),
+            event("p/a", Action::Delete, 4),
+        ])
+        .await
+        .expect("insert");
+        let only_nats = |_: &UnfannedEvent| vec!["nats".to_owned()];
+        meta.fan_out_events(100, only_nats).await.expect("fan");
+        let now = now_millis();
+        let claimed = meta
+            .claim_deliveries(now, LEASE, 10, 2)
+            .await
+            .expect("claim");
+        assert_eq!(
+            ids(&claimed),
+            [
+                pair("nats", "p/a-1"),
+                pair("nats", "p/a-2"),
+                pair("nats", "p/b-3")
+            ],
+            "{engine}"
+        );
+        let seq_of = |id: &str| {
+            claimed
+                .iter()
+                .find(|c| c.event_id == id)
+                .expect("claimed")
+                .seq
+        };
+        // The first of p/a went; its second was given back unsent.
+        meta.record_deliveries(&[
+            (
+                "nats".to_owned(),
+                seq_of("p/a-1"),
+                DeliveryOutcome::Delivered,
+            ),
+            (
+                "nats".to_owned(),
+                seq_of("p/a-2"),
+                DeliveryOutcome::Released,
+            ),
+        ])
+        .await
+        .expect("record");
+        let again = meta
+            .claim_deliveries(now, LEASE, 10, 2)
+            .await
+            .expect("claim");
+        assert_eq!(
+            ids(&again),
+            [pair("nats", "p/a-2"), pair("nats", "p/a-4")],
+            "{engine}"
+        );
+        assert_eq!(again[0].attempts, 0, "{engine}: a release is no attempt");
+        // A head waiting for its retry holds its whole stream back.
+        meta.record_deliveries(&[
+            (
+                "nats".to_owned(),
+                again[0].seq,
+                DeliveryOutcome::RetryAt {
+                    at: now + 60_000,
+                    error: "down".to_owned(),
+                },
+            ),
+            ("nats".to_owned(), again[1].seq, DeliveryOutcome::Released),
+        ])
+        .await
+        .expect("record");
+        assert!(
+            meta.claim_deliveries(now + 1, LEASE, 10, 2)
+                .await
+                .expect("claim")
+                .is_empty(),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_prefix_claims_take_disjoint_prefixes() {
+    for (engine, meta, _guard) in engines().await {
+        let events: Vec<NewEvent> = (0..90)
+            .map(|n| event(&format!("q/r{}", n % 6), Action::Push, n))
+            .collect();
+        meta.insert_events(&events).await.expect("insert");
+        meta.fan_out_events(100, everywhere).await.expect("fan");
+        let now = now_millis();
+        let claims = (0..4).map(|_| {
+            let meta = meta.clone();
+            tokio::spawn(async move { meta.claim_deliveries(now, LEASE, 40, 5).await })
+        });
+        let mut all: Vec<ClaimedDelivery> = Vec::new();
+        for claim in claims {
+            all.extend(claim.await.expect("task").expect("claim"));
+        }
+        let mut keys: Vec<(String, i64)> =
+            all.iter().map(|c| (c.destination.clone(), c.seq)).collect();
+        let total = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), total, "{engine}: a row claimed twice");
+        // 12 streams of 15 rows: whoever claims a stream takes a prefix of it (at most 5),
+        // and nobody else takes any of it.
+        assert!((40..=60).contains(&total), "{engine}: {total}");
+        let mut by_stream: std::collections::BTreeMap<(String, String), Vec<u32>> =
+            std::collections::BTreeMap::new();
+        for c in &all {
+            let n: u32 = c
+                .event_id
+                .rsplit('-')
+                .next()
+                .expect("n")
+                .parse()
+                .expect("n");
+            by_stream
+                .entry((c.destination.clone(), c.repository.clone()))
+                .or_default()
+                .push(n);
+        }
+        for ((destination, repository), mut ns) in by_stream {
+            ns.sort_unstable();
+            let r: u32 = repository.trim_start_matches("q/r").parse().expect("r");
+            let prefix: Vec<u32> = (0..ns.len() as u32).map(|i| r + 6 * i).collect();
+            assert!(
+                ns.len() <= 5,
+                "{engine}: {destination} {repository}: {ns:?}"
+            );
+            assert_eq!(
+                ns, prefix,
+                "{engine}: {destination} {repository} not its first rows"
+            );
+        }
     }
 }

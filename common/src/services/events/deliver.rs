@@ -20,8 +20,13 @@ use crate::metadata::{
 
 /// Events fanned out per statement batch.
 const FAN_OUT_BATCH: u32 = 500;
-/// Deliveries claimed (and sent concurrently) per round.
-const CLAIM_BATCH: u32 = 64;
+/// Deliveries claimed per round (the streams are sent concurrently)…
+const CLAIM_BATCH: u32 = 256;
+/// …and at most this many of one stream (sent in order).
+pub const PER_STREAM: u32 = 32;
+/// After a commit wakes the deliverer, it waits this long, so that the events of changes
+/// committing at about the same time go in one pass (fewer claims and writes per event).
+const PASS_DELAY: Duration = Duration::from_millis(20);
 /// Rows removed per retention statement.
 const PURGE_BATCH: u32 = 1000;
 
@@ -38,8 +43,11 @@ pub struct DeliveryPolicy {
     pub retention: Duration,
     /// Dead letters are kept this long (to be listed and replayed).
     pub dead_retention: Duration,
-    /// How long a claim keeps other deliverers off a row: longer than any send may take.
+    /// How long a claim keeps other deliverers off a row: twice the longest send; a stream
+    /// stops sending (and gives its rows back) half-way through it.
     pub lease: Duration,
+    /// The longest a send may take (the longest webhook timeout, NATS's send limit).
+    pub longest_send: Duration,
 }
 
 /// The shortest claim.
@@ -65,6 +73,7 @@ impl DeliveryPolicy {
             retention: config.retention,
             dead_retention: config.dead_retention,
             lease: MIN_LEASE.max(longest_send.saturating_mul(2)),
+            longest_send,
         }
     }
 
@@ -102,8 +111,9 @@ impl Deliverer {
         }
     }
 
-    /// Sends everything due now: until no delivery heads its stream unclaimed and due (a
-    /// failing destination's stream waits for its backoff; the rest go on).
+    /// Sends everything due now: until no stream has a due, unclaimed head (a failing
+    /// destination's stream waits for its backoff; the rest go on). Each claim takes up to
+    /// [`PER_STREAM`] rows of each stream, sent in order, the streams side by side.
     pub async fn deliver_due(&self) -> Result<DeliveryReport, MetadataError> {
         let mut report = DeliveryReport::default();
         if self.destinations.names().is_empty() {
@@ -116,21 +126,52 @@ impl Deliverer {
             let lease = i64::try_from(self.policy.lease.as_millis()).unwrap_or(i64::MAX);
             let claimed = self
                 .metadata
-                .claim_deliveries(now, lease, CLAIM_BATCH)
+                .claim_deliveries(now, lease, CLAIM_BATCH, PER_STREAM)
                 .await?;
             if claimed.is_empty() {
                 return Ok(report);
             }
-            let outcomes = join_all(claimed.into_iter().map(|c| self.send(c))).await;
+            // Past this, a stream gives its unsent rows back: the claim must outlive the sends.
+            let send_by = tokio::time::Instant::now() + self.policy.lease / 2;
+            let streams = join_all(
+                streams(claimed)
+                    .into_iter()
+                    .map(|stream| self.send_stream(stream, send_by)),
+            )
+            .await;
+            let outcomes: Vec<_> = streams.into_iter().flatten().collect();
             for (_, _, outcome) in &outcomes {
                 match outcome {
                     DeliveryOutcome::Delivered => report.delivered += 1,
                     DeliveryOutcome::RetryAt { .. } => report.retried += 1,
                     DeliveryOutcome::Dead { .. } => report.dead += 1,
+                    DeliveryOutcome::Released => {}
                 }
             }
             self.metadata.record_deliveries(&outcomes).await?;
         }
+    }
+
+    /// Sends one stream's claimed rows in order; after a failure (or once `send_by` leaves no
+    /// time for another send) the rest are given back unsent.
+    async fn send_stream(
+        &self,
+        stream: Vec<ClaimedDelivery>,
+        send_by: tokio::time::Instant,
+    ) -> Vec<(String, i64, DeliveryOutcome)> {
+        let mut outcomes = Vec::with_capacity(stream.len());
+        let mut stopped = false;
+        for claimed in stream {
+            let late = tokio::time::Instant::now() + self.policy.longest_send > send_by;
+            if stopped || (late && !outcomes.is_empty()) {
+                outcomes.push((claimed.destination, claimed.seq, DeliveryOutcome::Released));
+                continue;
+            }
+            let outcome = self.send(claimed).await;
+            stopped = !matches!(outcome.2, DeliveryOutcome::Delivered);
+            outcomes.push(outcome);
+        }
+        outcomes
     }
 
     /// Fans out every unfanned event.
@@ -207,12 +248,35 @@ impl Deliverer {
     /// every `tick` for retries that came due. Runs until the process ends.
     pub async fn run(self, wake: Arc<Notify>, tick: Duration) {
         loop {
-            let _ = tokio::time::timeout(tick, wake.notified()).await;
+            if tokio::time::timeout(tick, wake.notified()).await.is_ok() {
+                tokio::time::sleep(PASS_DELAY).await;
+            }
             if let Err(e) = self.deliver_due().await {
                 tracing::warn!(error = %ErrorChain(&e), "event delivery pass failed; the next one retries");
             }
         }
     }
+}
+
+/// The claimed rows by stream (destination and repository), each in order.
+fn streams(claimed: Vec<ClaimedDelivery>) -> Vec<Vec<ClaimedDelivery>> {
+    let mut streams: Vec<Vec<ClaimedDelivery>> = Vec::new();
+    let mut index: std::collections::HashMap<(String, String), usize> =
+        std::collections::HashMap::new();
+    for row in claimed {
+        let key = (row.destination.clone(), row.repository.clone());
+        match index.get(&key) {
+            Some(&i) => streams[i].push(row),
+            None => {
+                index.insert(key, streams.len());
+                streams.push(vec![row]);
+            }
+        }
+    }
+    for stream in &mut streams {
+        stream.sort_by_key(|row| row.seq);
+    }
+    streams
 }
 
 #[cfg(test)]
@@ -228,6 +292,7 @@ mod tests {
             retention: Duration::from_secs(3600),
             dead_retention: Duration::from_secs(3600),
             lease: Duration::from_secs(120),
+            longest_send: Duration::from_secs(60),
         };
         let delays: Vec<u64> = (1..=7).map(|a| policy.retry_delay(a).as_secs()).collect();
         assert_eq!(delays, [2, 4, 8, 16, 32, 60, 60]);
