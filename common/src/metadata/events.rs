@@ -109,13 +109,14 @@ const FAN_OUT_LOCK: i64 = 0x6f75_7462_6f78;
 /// The advisory lock key that serializes claims on PostgreSQL ("claims" in ASCII).
 const CLAIM_LOCK: i64 = 0x636c_6169_6d73;
 
-/// The deliveries a claim may take: per stream, the first `$3` pending rows that are due and
-/// unclaimed with every row before them, oldest first, at most `$2`; `$1` is now.
+/// The deliveries to destination `$4` a claim may take: per stream, the first `$3` pending
+/// rows that are due and unclaimed with every row before them, oldest first, at most `$2`;
+/// `$1` is now.
 const CLAIMABLE: &str = "SELECT destination, seq FROM (\
      SELECT destination, seq, row_number() OVER stream AS position, \
      min(CASE WHEN next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) \
          THEN 1 ELSE 0 END) OVER stream AS ready \
-     FROM event_deliveries WHERE state = 'pending' \
+     FROM event_deliveries WHERE state = 'pending' AND destination = $4 \
      WINDOW stream AS (PARTITION BY destination, repository ORDER BY seq \
          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)\
      ) AS candidates WHERE ready = 1 AND position <= $3 ORDER BY seq LIMIT $2";
@@ -307,10 +308,12 @@ impl Metadata {
         Ok(rows.len() as u64)
     }
 
-    /// Claims, until `now + lease_ms`, up to `limit` deliveries due at `now`: per stream, at
-    /// most `per_stream` of its first pending rows, in order (see the module's notes).
+    /// Claims, until `now + lease_ms`, up to `limit` deliveries to `destination` due at `now`:
+    /// per stream, at most `per_stream` of its first pending rows, in order (see the module's
+    /// notes). Each destination is claimed on its own, so a slow one never holds up another.
     pub async fn claim_deliveries(
         &self,
+        destination: &str,
         now: i64,
         lease_ms: i64,
         limit: u32,
@@ -345,6 +348,7 @@ impl Metadata {
             .bind(now)
             .bind(i64::from(limit))
             .bind(i64::from(per_stream.max(1)))
+            .bind(destination)
             .fetch_all(&mut *tx)
             .await
             .map_err(MetadataError::query("select claimable deliveries"))?;

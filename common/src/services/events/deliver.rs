@@ -112,24 +112,47 @@ impl Deliverer {
     }
 
     /// Sends everything due now: until no stream has a due, unclaimed head (a failing
-    /// destination's stream waits for its backoff; the rest go on). Each claim takes up to
-    /// [`PER_STREAM`] rows of each stream, sent in order, the streams side by side.
+    /// destination's stream waits for its backoff; the rest go on). Each destination is
+    /// delivered on its own, side by side, so a slow or hanging one holds up nobody else; each
+    /// claim takes up to [`PER_STREAM`] rows of each of its streams, sent in order, the streams
+    /// side by side.
     pub async fn deliver_due(&self) -> Result<DeliveryReport, MetadataError> {
         let mut report = DeliveryReport::default();
-        if self.destinations.names().is_empty() {
+        let names = self.destinations.names();
+        if names.is_empty() {
             // Nobody to deliver to: leave the events for a deliverer that has destinations.
             return Ok(report);
         }
+        report.fanned_out += self.fan_out().await?;
+        for pass in join_all(names.iter().map(|d| self.deliver_to(d))).await {
+            let pass = pass?;
+            report.fanned_out += pass.fanned_out;
+            report.delivered += pass.delivered;
+            report.retried += pass.retried;
+            report.dead += pass.dead;
+        }
+        Ok(report)
+    }
+
+    /// Sends what is due to one destination, fanning out events that arrive meanwhile, until
+    /// nothing of it is due.
+    async fn deliver_to(&self, destination: &str) -> Result<DeliveryReport, MetadataError> {
+        let mut report = DeliveryReport::default();
         loop {
-            report.fanned_out += self.fan_out().await?;
             let now = crate::metadata::now_millis();
             let lease = i64::try_from(self.policy.lease.as_millis()).unwrap_or(i64::MAX);
             let claimed = self
                 .metadata
-                .claim_deliveries(now, lease, CLAIM_BATCH, PER_STREAM)
+                .claim_deliveries(destination, now, lease, CLAIM_BATCH, PER_STREAM)
                 .await?;
             if claimed.is_empty() {
-                return Ok(report);
+                match self.fan_out().await? {
+                    0 => return Ok(report),
+                    n => {
+                        report.fanned_out += n;
+                        continue;
+                    }
+                }
             }
             // Past this, a stream gives its unsent rows back: the claim must outlive the sends.
             let send_by = tokio::time::Instant::now() + self.policy.lease / 2;
