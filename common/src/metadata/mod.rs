@@ -96,7 +96,13 @@ pub struct Metadata {
     write: AnyPool,
 }
 
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+/// WAL with `synchronous = FULL`: each commit fsyncs the WAL before it returns, so a `201`
+/// means the rows are on disk. `NORMAL` syncs only at checkpoints, which keeps the database
+/// consistent but can lose the last acknowledged commits on a power loss (a manifest the
+/// client was told is stored, a blob row whose upload session is already gone). A `SIGKILL`
+/// alone loses nothing in either mode (the WAL is in the page cache); `FULL` is for the box
+/// losing power.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
      PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;";
 
 impl Metadata {

@@ -59,6 +59,30 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Creates `dir` and any missing ancestors, each new entry made durable: a directory created
+/// but not yet in its parent's entries on disk would take everything linked into it along on
+/// a power loss, however well the files inside were synced. The parent of each directory this
+/// creates is fsync'd once (an existing `dir`, the common case, costs one `mkdir` and nothing
+/// else); the directory itself is synced by whoever links a file into it.
+fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = dir.parent().ok_or(e)?;
+            create_dir_durable(parent)?;
+            match std::fs::create_dir(dir) {
+                // Another writer created it meanwhile; it syncs its own entry.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+                other => other?,
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    // The new directory's parent was created durable first (or already was): sync its entry.
+    sync_dir(dir.parent().unwrap_or(Path::new(".")))
+}
+
 #[async_trait]
 impl Storage for FsStorage {
     async fn put_part(
@@ -341,7 +365,7 @@ fn create_with_batch(
 ) -> tokio::task::JoinHandle<std::io::Result<std::fs::File>> {
     tokio::task::spawn_blocking(move || {
         let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
+        create_dir_durable(dir)?;
         let mut file = std::fs::File::create(&path)?;
         write_all_vectored(&mut file, &batch)?;
         if complete {
@@ -394,20 +418,26 @@ fn joined(
         .map_err(PartFailure::Io)
 }
 
+/// Puts the blob in place from its (durable) parts and makes its directory entry durable.
+/// A blob already in place still gets its directory synced: it may be the work of a request
+/// killed between its rename and its sync, whose entry would not survive a power loss, and
+/// this request is about to record the blob's row (one directory fsync, nothing else).
 fn assemble_blocking(sources: &[PathBuf], target: &Path) -> std::io::Result<()> {
-    if target.exists() {
-        return Ok(());
-    }
     let dir = target.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    if target.exists() {
+        return sync_dir(dir);
+    }
+    create_dir_durable(dir)?;
     match sources {
         // Zero bytes are complete as soon as the file exists: no temp file needed.
         [] => match std::fs::File::create_new(target) {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             other => other?.sync_all()?,
         },
+        // The part's bytes and inode were synced when it was written: a link needs only
+        // the directory's entry.
         [single] => match std::fs::hard_link(single, target) {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             other => other?,
         },
         many => {
@@ -537,6 +567,42 @@ mod tests {
         storage.delete_parts(&uploads[0].parts).await.unwrap();
         assert!(!temp.exists());
         assert!(storage.list_uploads().await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn directories_are_created_with_their_missing_ancestors_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("blobs/sha256/ab");
+        create_dir_durable(&deep).unwrap();
+        assert!(deep.is_dir());
+        // Already there: nothing to create, nothing to sync, no error.
+        create_dir_durable(&deep).unwrap();
+        std::fs::write(deep.join("x"), b"x").unwrap();
+        create_dir_durable(&deep).unwrap();
+        assert_eq!(std::fs::read(deep.join("x")).unwrap(), b"x");
+    }
+
+    #[tokio::test]
+    async fn a_blob_already_in_place_assembles_again_without_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage::new(dir.path());
+        let part = UploadPartKey {
+            upload: UploadId::new(),
+            part: "0-a".into(),
+        };
+        storage.put_part(&part, &mut body(&[b"abc"])).await.unwrap();
+        let key = BlobKey(Digest::sha256_of(b"abc"));
+        storage
+            .assemble(std::slice::from_ref(&part), &key)
+            .await
+            .unwrap();
+        // What a request killed after its link, before recording the row, leaves: the next
+        // upload of the same bytes finds the blob in place (and syncs its directory).
+        storage
+            .assemble(std::slice::from_ref(&part), &key)
+            .await
+            .unwrap();
+        assert_eq!(storage.stat(&key).await.unwrap(), Some(3));
     }
 
     #[tokio::test]
