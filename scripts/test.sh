@@ -343,7 +343,7 @@ run_tests() {
     TEST_STORAGE=gcs TEST_METADATA=postgres cargo test -p registry-tests --no-fail-fast \
         --test conformance_pull --test conformance_push --test conformance_manifests \
         --test conformance_discovery --test conformance_errors --test robustness \
-        --test robustness_http --test skopeo --test postgres "$@" 2>&1 |
+        --test robustness_http --test skopeo --test postgres --test chaos "$@" 2>&1 |
         tee -a "$output" || status=$?
     # Downloads redirected to GCS signed URLs (307), as in production: clients follow them.
     log "cargo test -p registry-tests (TEST_STORAGE=gcs TEST_GCS_REDIRECTS=on) $*"
