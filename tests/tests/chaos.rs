@@ -360,7 +360,10 @@ struct ClientEnd {
 
 async fn blob_linked(fleet: &Fleet, rng: &mut Rng, repo: &str, digest: &str) -> bool {
     let answer = fleet
-        .send_until_answered(rng, &Request::new(Method::Head, format!("/v2/{repo}/blobs/{digest}")))
+        .send_until_answered(
+            rng,
+            &Request::new(Method::Head, format!("/v2/{repo}/blobs/{digest}")),
+        )
         .await;
     match answer.status {
         200 => true,
@@ -370,7 +373,13 @@ async fn blob_linked(fleet: &Fleet, rng: &mut Rng, repo: &str, digest: &str) -> 
 }
 
 /// Uploads the blob into `repo` by a method picked at random, until it is acknowledged.
-async fn upload(fleet: &Fleet, rng: &mut Rng, repo: &str, bytes: &Arc<Vec<u8>>, end: &mut ClientEnd) {
+async fn upload(
+    fleet: &Fleet,
+    rng: &mut Rng,
+    repo: &str,
+    bytes: &Arc<Vec<u8>>,
+    end: &mut ClientEnd,
+) {
     let digest = sha256_digest(bytes);
     loop {
         let done = match rng.below(3) {
@@ -400,7 +409,10 @@ async fn upload(fleet: &Fleet, rng: &mut Rng, repo: &str, bytes: &Arc<Vec<u8>>, 
 
 async fn open_session(fleet: &Fleet, rng: &mut Rng, repo: &str) -> String {
     let answer = fleet
-        .send_until_answered(rng, &Request::new(Method::Post, format!("/v2/{repo}/blobs/uploads/")))
+        .send_until_answered(
+            rng,
+            &Request::new(Method::Post, format!("/v2/{repo}/blobs/uploads/")),
+        )
         .await;
     assert_eq!(answer.status, 202, "open session: {:?}", answer.body);
     location_path(&answer.location.expect("Location"))
@@ -414,7 +426,10 @@ async fn close_session(
     location: &str,
     digest: &str,
 ) -> bool {
-    let put = Request::new(Method::Put, with_query(location, &format!("digest={digest}")));
+    let put = Request::new(
+        Method::Put,
+        with_query(location, &format!("digest={digest}")),
+    );
     loop {
         match fleet.send(rng, &put).await {
             Ok(a) if a.status == 201 => return true,
@@ -444,7 +459,9 @@ async fn offset_after_cut(
             if at != acked && at != acked + in_flight {
                 fleet.figures.problem(
                     &fleet.figures.corrupt,
-                    format!("session {location} at {at}, acknowledged {acked} (+{in_flight} in flight)"),
+                    format!(
+                        "session {location} at {at}, acknowledged {acked} (+{in_flight} in flight)"
+                    ),
                 );
                 return None;
             }
@@ -544,7 +561,13 @@ async fn chunked(
 
 /// Puts a manifest under `reference` until it is acknowledged, uploading its blobs again when
 /// the collector took one first.
-async fn put_manifest(fleet: &Fleet, rng: &mut Rng, image: &Image, reference: &str, end: &mut ClientEnd) {
+async fn put_manifest(
+    fleet: &Fleet,
+    rng: &mut Rng,
+    image: &Image,
+    reference: &str,
+    end: &mut ClientEnd,
+) {
     let put = Request::new(
         Method::Put,
         format!("/v2/{}/manifests/{reference}", image.repo),
@@ -554,7 +577,10 @@ async fn put_manifest(fleet: &Fleet, rng: &mut Rng, image: &Image, reference: &s
     loop {
         match fleet.send(rng, &put).await {
             Ok(a) if a.status == 201 => return,
-            Ok(a) if a.status == 400 && String::from_utf8_lossy(&a.body).contains("MANIFEST_BLOB_UNKNOWN") => {
+            Ok(a)
+                if a.status == 400
+                    && String::from_utf8_lossy(&a.body).contains("MANIFEST_BLOB_UNKNOWN") =>
+            {
                 Figures::add(&fleet.figures.manifest_retries);
                 ensure_blobs(fleet, rng, image, end).await;
             }
@@ -604,7 +630,13 @@ async fn delete(fleet: &Fleet, rng: &mut Rng, image: &Image) {
     Figures::add(&fleet.figures.deletes_acked);
 }
 
-async fn client(fleet: Arc<Fleet>, id: u64, seed: u64, shared: Arc<Vec<Arc<Vec<u8>>>>, stop: Arc<AtomicBool>) -> ClientEnd {
+async fn client(
+    fleet: Arc<Fleet>,
+    id: u64,
+    seed: u64,
+    shared: Arc<Vec<Arc<Vec<u8>>>>,
+    stop: Arc<AtomicBool>,
+) -> ClientEnd {
     let mut rng = Rng(seed ^ (id + 1).wrapping_mul(0xA24B_AED4_963E_E407));
     let repo = format!("chaos/c{id}");
     let mut end = ClientEnd {
@@ -837,7 +869,11 @@ async fn stored_blobs(reg: &Registry) -> BTreeSet<String> {
         None => {
             let root = reg.data_dir().join("blobs/sha256");
             for dir in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-                for file in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+                for file in std::fs::read_dir(dir.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
                     let name = file.file_name().to_string_lossy().into_owned();
                     if name.len() == 64 {
                         found.insert(format!("sha256:{name}"));
@@ -868,11 +904,18 @@ async fn get(reg: &Registry, path: &str) -> (u16, Bytes) {
 async fn check_client(reg: &Registry, end: &ClientEnd, figures: &Figures) {
     for image in end.live.values() {
         for reference in [image.tag.as_str(), image.digest.as_str()] {
-            let (status, body) = get(reg, &format!("/v2/{}/manifests/{reference}", image.repo)).await;
+            let (status, body) =
+                get(reg, &format!("/v2/{}/manifests/{reference}", image.repo)).await;
             match status {
                 200 if body[..] == image.manifest[..] => {}
-                200 => figures.problem(&figures.corrupt, format!("{}:{reference} pulls other bytes", image.repo)),
-                other => figures.problem(&figures.lost, format!("{}:{reference} answers {other}", image.repo)),
+                200 => figures.problem(
+                    &figures.corrupt,
+                    format!("{}:{reference} pulls other bytes", image.repo),
+                ),
+                other => figures.problem(
+                    &figures.lost,
+                    format!("{}:{reference} answers {other}", image.repo),
+                ),
             }
         }
         for blob in &image.blobs {
@@ -880,8 +923,14 @@ async fn check_client(reg: &Registry, end: &ClientEnd, figures: &Figures) {
             let (status, body) = get(reg, &format!("/v2/{}/blobs/{digest}", image.repo)).await;
             match status {
                 200 if sha256_digest(&body) == digest => {}
-                200 => figures.problem(&figures.corrupt, format!("{}@{digest} is not digest-correct", image.repo)),
-                other => figures.problem(&figures.lost, format!("blob {}@{digest} answers {other}", image.repo)),
+                200 => figures.problem(
+                    &figures.corrupt,
+                    format!("{}@{digest} is not digest-correct", image.repo),
+                ),
+                other => figures.problem(
+                    &figures.lost,
+                    format!("blob {}@{digest} answers {other}", image.repo),
+                ),
             }
         }
     }
@@ -889,7 +938,10 @@ async fn check_client(reg: &Registry, end: &ClientEnd, figures: &Figures) {
         for reference in [image.tag.as_str(), image.digest.as_str()] {
             let (status, _) = get(reg, &format!("/v2/{}/manifests/{reference}", image.repo)).await;
             if status != 404 {
-                figures.problem(&figures.corrupt, format!("deleted {}:{reference} answers {status}", image.repo));
+                figures.problem(
+                    &figures.corrupt,
+                    format!("deleted {}:{reference} answers {status}", image.repo),
+                );
             }
         }
     }
@@ -899,7 +951,10 @@ async fn check_client(reg: &Registry, end: &ClientEnd, figures: &Figures) {
         None if status == 404 => {}
         expected => figures.problem(
             &figures.corrupt,
-            format!("{}:latest answers {status}, expected {expected:?}", end.repo),
+            format!(
+                "{}:latest answers {status}, expected {expected:?}",
+                end.repo
+            ),
         ),
     }
 }
@@ -907,18 +962,32 @@ async fn check_client(reg: &Registry, end: &ClientEnd, figures: &Figures) {
 /// An abandoned session continues where it says it is (which must be what was acknowledged,
 /// or that plus the chunk in flight) and finishes into the right blob, or it is gone (`404`).
 async fn resume(reg: &Registry, abandoned: &Abandoned, figures: &Figures) -> bool {
-    let status = reg.client.get(reg.url(&abandoned.location)).send().await.expect("status");
+    let status = reg
+        .client
+        .get(reg.url(&abandoned.location))
+        .send()
+        .await
+        .expect("status");
     if status.status() == 404 {
         return false;
     }
     assert_eq!(status.status(), 204, "abandoned session status");
-    let range = status.headers()["range"].to_str().expect("range").to_owned();
-    let end: u64 = range.strip_prefix("0-").and_then(|e| e.parse().ok()).expect("Range");
+    let range = status.headers()["range"]
+        .to_str()
+        .expect("range")
+        .to_owned();
+    let end: u64 = range
+        .strip_prefix("0-")
+        .and_then(|e| e.parse().ok())
+        .expect("Range");
     let at = if end == 0 { 0 } else { end + 1 };
     if at != abandoned.acked && at != abandoned.acked + abandoned.in_flight {
         figures.problem(
             &figures.corrupt,
-            format!("abandoned session at {at}, acknowledged {} (+{})", abandoned.acked, abandoned.in_flight),
+            format!(
+                "abandoned session at {at}, acknowledged {} (+{})",
+                abandoned.acked, abandoned.in_flight
+            ),
         );
         return true;
     }
@@ -928,7 +997,10 @@ async fn resume(reg: &Registry, abandoned: &Abandoned, figures: &Figures) -> boo
             .client
             .patch(reg.url(&abandoned.location))
             .header("Content-Type", "application/octet-stream")
-            .header("Content-Range", format!("{at}-{}", abandoned.bytes.len() - 1))
+            .header(
+                "Content-Range",
+                format!("{at}-{}", abandoned.bytes.len() - 1),
+            )
             .body(rest.to_vec())
             .send()
             .await
@@ -938,15 +1010,26 @@ async fn resume(reg: &Registry, abandoned: &Abandoned, figures: &Figures) -> boo
     let digest = sha256_digest(&abandoned.bytes);
     let resp = reg
         .client
-        .put(reg.url(&with_query(&abandoned.location, &format!("digest={digest}"))))
+        .put(reg.url(&with_query(
+            &abandoned.location,
+            &format!("digest={digest}"),
+        )))
         .header("Content-Length", "0")
         .send()
         .await
         .expect("PUT");
-    assert_eq!(resp.status(), 201, "finishing an abandoned session: {:?}", resp.text().await);
+    assert_eq!(
+        resp.status(),
+        201,
+        "finishing an abandoned session: {:?}",
+        resp.text().await
+    );
     let (status, body) = get(reg, &format!("/v2/{}/blobs/{digest}", abandoned.repo)).await;
     if status != 200 || sha256_digest(&body) != digest {
-        figures.problem(&figures.corrupt, format!("resumed blob {digest} answers {status}"));
+        figures.problem(
+            &figures.corrupt,
+            format!("resumed blob {digest} answers {status}"),
+        );
     }
     true
 }
@@ -993,7 +1076,12 @@ async fn nothing_acknowledged_is_lost_when_instances_and_the_collector_are_kille
 
     let shared: Arc<Vec<Arc<Vec<u8>>>> = Arc::new(
         (0..SHARED_LAYERS)
-            .map(|i| Arc::new(pseudo_random_bytes(50_000 + (i as usize) * 90_000, seed ^ (i + 77))))
+            .map(|i| {
+                Arc::new(pseudo_random_bytes(
+                    50_000 + (i as usize) * 90_000,
+                    seed ^ (i + 77),
+                ))
+            })
             .collect(),
     );
     let stop = Arc::new(AtomicBool::new(false));
@@ -1007,7 +1095,15 @@ async fn nothing_acknowledged_is_lost_when_instances_and_the_collector_are_kille
         stop.clone(),
     ));
     let clients: Vec<_> = (0..CLIENTS)
-        .map(|id| tokio::spawn(client(fleet.clone(), id, seed, shared.clone(), stop.clone())))
+        .map(|id| {
+            tokio::spawn(client(
+                fleet.clone(),
+                id,
+                seed,
+                shared.clone(),
+                stop.clone(),
+            ))
+        })
         .collect();
 
     let instances = chaos(instances, fleet.clone(), seed, kill_gc, gc_running).await;
@@ -1021,7 +1117,11 @@ async fn nothing_acknowledged_is_lost_when_instances_and_the_collector_are_kille
     // The final collection, once every unreferenced link is past its grace period.
     tokio::time::sleep(Duration::from_secs(2 * GRACE_SECS + 2)).await;
     let log = tempfile::NamedTempFile::new().expect("log");
-    let status = gc_settings.command(log.path()).status().await.expect("final blob-gc");
+    let status = gc_settings
+        .command(log.path())
+        .status()
+        .await
+        .expect("final blob-gc");
     assert!(
         status.success(),
         "final blob-gc: {}",
@@ -1035,23 +1135,19 @@ async fn nothing_acknowledged_is_lost_when_instances_and_the_collector_are_kille
         .flat_map(|e| e.live.values())
         .flat_map(|i| i.blobs.iter().map(|b| sha256_digest(b)))
         .collect();
-    let garbage = stored_blobs(reg)
-        .await
-        .difference(&referenced)
-        .count();
-    for end in &ends {
-        check_client(reg, end, figures).await;
-    }
-    let (mut resumed, mut gone) = (0, 0);
-    for end in &ends {
-        for abandoned in &end.abandoned {
-            if resume(reg, abandoned, figures).await {
-                resumed += 1;
-            } else {
-                gone += 1;
-            }
-        }
-    }
+    let garbage = stored_blobs(reg).await.difference(&referenced).count();
+    // Clients side by side, as they pushed: the check stays short whatever was pushed.
+    futures_util::future::join_all(ends.iter().map(|end| check_client(reg, end, figures))).await;
+    let resumed: Vec<bool> = futures_util::future::join_all(
+        ends.iter()
+            .flat_map(|end| &end.abandoned)
+            .map(|abandoned| resume(reg, abandoned, figures)),
+    )
+    .await;
+    let (resumed, gone) = (
+        resumed.iter().filter(|r| **r).count(),
+        resumed.iter().filter(|r| !**r).count(),
+    );
     let stray = figures.stray.lock().expect("stray").clone();
     println!(
         "chaos figures: pushes acknowledged {}, deletes acknowledged {}, instances killed {}, \
@@ -1075,7 +1171,16 @@ async fn nothing_acknowledged_is_lost_when_instances_and_the_collector_are_kille
     );
     assert_eq!(Figures::get(&figures.lost), 0, "lost (seed {seed})");
     assert_eq!(Figures::get(&figures.corrupt), 0, "corrupt (seed {seed})");
-    assert!(stray.is_empty(), "errors outside kill windows (seed {seed}): {stray:#?}");
-    assert!(Figures::get(&figures.pushes_acked) > 0, "no push went through");
-    assert!(Figures::get(&figures.instances_killed) > 0, "no instance was killed");
+    assert!(
+        stray.is_empty(),
+        "errors outside kill windows (seed {seed}): {stray:#?}"
+    );
+    assert!(
+        Figures::get(&figures.pushes_acked) > 0,
+        "no push went through"
+    );
+    assert!(
+        Figures::get(&figures.instances_killed) > 0,
+        "no instance was killed"
+    );
 }
