@@ -24,7 +24,10 @@
 //!    link table's foreign key refuses otherwise), then the storage object is deleted, then
 //!    the transaction commits. An upload that finishes the same blob takes the same lock
 //!    before recording its row and checks the object is there (writing it again from its
-//!    parts if the collector just deleted it). So a row never exists without its bytes.
+//!    parts if the collector just deleted it). So a linked row never exists without its
+//!    bytes. A collector killed between deleting the object and committing leaves the row
+//!    (rolled back) without its object; it is unlinked, so no client reads it, every path
+//!    that links a blob again checks the object under this lock, and the next run deletes it.
 //! 3. **Storage objects without a row** (an upload that crashed between writing the object and
 //!    recording it): under the same lock, deleted only if there is still no row.
 //!

@@ -5,6 +5,25 @@
 //! queue in the pool instead of failing with `SQLITE_BUSY`) and reads through a wider pool;
 //! WAL lets readers proceed while the writer works. Every write transaction begins with a
 //! write, so it holds the write lock from its first statement.
+//!
+//! # Crash consistency
+//!
+//! Each operation a client sees is one transaction, so a process killed at any point leaves
+//! the old state or the new one (per operation in docs/crash-consistency.md):
+//!
+//! - a `PATCH` moves its session by one conditional `UPDATE`, after its part is durable;
+//! - a finished upload closes the session and records blob row, link and event in one
+//!   transaction under the digest's lock ([`BlobLock`]), after checking that the object is
+//!   in storage: a blob is visible (linked) only once its bytes are durable and verified;
+//! - a manifest push writes the manifest, its reference rows and its tag (a tag move is this
+//!   upsert) in one transaction whose checks and foreign keys require every referenced blob
+//!   to be linked and every child manifest stored: a manifest is visible only when all it
+//!   references is;
+//! - a manifest delete, a tag delete and a blob unlink are one transaction each; a GC step is
+//!   one statement per link, or one transaction per blob under its lock.
+//!
+//! Acknowledged means on disk: PostgreSQL with `synchronous_commit` on (its default), SQLite
+//! in WAL mode with `synchronous = FULL` (`SQLITE_PRAGMAS`).
 
 mod blob_lock;
 mod blobs;

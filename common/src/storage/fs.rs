@@ -2,9 +2,17 @@
 //! writer thread and fsync'd before it counts; a blob appears under its final name only
 //! complete (hard link of a single part, or a concatenated temp file, kept beside the parts,
 //! renamed into place).
+//!
+//! Directory entries are durable before anything that relies on them is acknowledged: the
+//! directory a part or blob is linked into is fsync'd after the link, and the parent of every
+//! directory created is fsync'd after the `mkdir`, once per operation (the table of syscalls
+//! per step is in docs/crash-consistency.md). Deletes are not synced: one undone by a power
+//! loss brings back garbage, which the jobs find again.
 
+use std::collections::HashSet;
 use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -62,25 +70,47 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// Creates `dir` and any missing ancestors, each new entry made durable: a directory created
 /// but not yet in its parent's entries on disk would take everything linked into it along on
 /// a power loss, however well the files inside were synced. The parent of each directory this
-/// creates is fsync'd once (an existing `dir`, the common case, costs one `mkdir` and nothing
-/// else); the directory itself is synced by whoever links a file into it.
-fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
+/// creates is fsync'd once; an existing `dir`, the common case, costs one `mkdir` and nothing
+/// else. Returns whether it created `dir`: when another writer did, that writer may not have
+/// synced its entry yet, which callers about to acknowledge something inside must see to
+/// (see [`ensure_blob_dir`] and [`create_with_batch`]).
+fn create_dir_durable(dir: &Path) -> std::io::Result<bool> {
     match std::fs::create_dir(dir) {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let parent = dir.parent().ok_or(e)?;
             create_dir_durable(parent)?;
             match std::fs::create_dir(dir) {
-                // Another writer created it meanwhile; it syncs its own entry.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
                 other => other?,
             }
         }
         Err(e) => return Err(e),
     }
-    // The new directory's parent was created durable first (or already was): sync its entry.
-    sync_dir(dir.parent().unwrap_or(Path::new(".")))
+    sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
+    Ok(true)
+}
+
+/// Makes sure a blob's prefix directory (`blobs/<alg>/<xx>`) exists with its entry durable.
+/// One this process found created by another writer gets its parent synced once too (that
+/// writer may still be between its `mkdir` and its sync); the set of directories known
+/// durable is bounded (256 per algorithm), so the hot path is one lookup.
+fn ensure_blob_dir(dir: &Path) -> std::io::Result<()> {
+    static DURABLE: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    let known = DURABLE.get_or_init(Mutex::default);
+    if known.lock().map_err(poisoned)?.contains(dir) {
+        return Ok(());
+    }
+    if !create_dir_durable(dir)? {
+        sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
+    }
+    known.lock().map_err(poisoned)?.insert(dir.to_path_buf());
+    Ok(())
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> std::io::Error {
+    std::io::Error::other("a thread panicked holding the set of durable directories")
 }
 
 #[async_trait]
@@ -92,7 +122,9 @@ impl Storage for FsStorage {
     ) -> Result<u64, StorageError> {
         let rel = key.path();
         let path = self.path(&rel);
-        let result = write_part(&path, body).await;
+        // A session's first part may be racing another request for the session's directory.
+        let first = key.part.offset().is_none_or(|offset| offset == 0);
+        let result = write_part(&path, first, body).await;
         if result.is_err() {
             let _ = tokio::fs::remove_file(&path).await;
         }
@@ -281,7 +313,7 @@ enum PartFailure {
 /// upload instead of all at the final `fsync`, which then has only the tail left. The file
 /// is created with the first batch: a body that fits in one batch (most blobs of an image
 /// but its big layers) costs a single blocking task from directory to final `fsync`.
-async fn write_part(path: &Path, body: BodyStream<'_>) -> Result<u64, PartFailure> {
+async fn write_part(path: &Path, first: bool, body: BodyStream<'_>) -> Result<u64, PartFailure> {
     let mut in_flight: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>> = None;
     let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
     let mut batch: Vec<Bytes> = Vec::new();
@@ -307,8 +339,12 @@ async fn write_part(path: &Path, body: BodyStream<'_>) -> Result<u64, PartFailur
         };
         let Some(writing) = in_flight.take() else {
             if batched >= WRITE_BUFFER || finished {
-                let first =
-                    create_with_batch(path.to_path_buf(), std::mem::take(&mut batch), finished);
+                let first = create_with_batch(
+                    path.to_path_buf(),
+                    first,
+                    std::mem::take(&mut batch),
+                    finished,
+                );
                 if finished {
                     joined(first.await)?;
                     return Ok(written);
@@ -358,14 +394,22 @@ async fn write_part(path: &Path, body: BodyStream<'_>) -> Result<u64, PartFailur
 
 /// Creates the part file (and its directory) and writes the first batch, on one blocking
 /// thread; when the body is `complete`, also makes it durable (file and directory).
+///
+/// The upload's directory is made by the session's first part (offset 0). A part at offset 0
+/// that finds the directory made by a racing request syncs `uploads/` itself, since the other
+/// may not have yet; a later part needs not: its session moved past 0 only once a first part
+/// was durable, directory entry included.
 fn create_with_batch(
     path: PathBuf,
+    first: bool,
     batch: Vec<Bytes>,
     complete: bool,
 ) -> tokio::task::JoinHandle<std::io::Result<std::fs::File>> {
     tokio::task::spawn_blocking(move || {
         let dir = path.parent().unwrap_or(Path::new("."));
-        create_dir_durable(dir)?;
+        if !create_dir_durable(dir)? && first {
+            sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
+        }
         let mut file = std::fs::File::create(&path)?;
         write_all_vectored(&mut file, &batch)?;
         if complete {
@@ -427,7 +471,7 @@ fn assemble_blocking(sources: &[PathBuf], target: &Path) -> std::io::Result<()> 
     if target.exists() {
         return sync_dir(dir);
     }
-    create_dir_durable(dir)?;
+    ensure_blob_dir(dir)?;
     match sources {
         // Zero bytes are complete as soon as the file exists: no temp file needed.
         [] => match std::fs::File::create_new(target) {
@@ -573,13 +617,21 @@ mod tests {
     fn directories_are_created_with_their_missing_ancestors_once() {
         let dir = tempfile::tempdir().unwrap();
         let deep = dir.path().join("blobs/sha256/ab");
-        create_dir_durable(&deep).unwrap();
+        assert!(create_dir_durable(&deep).unwrap());
         assert!(deep.is_dir());
         // Already there: nothing to create, nothing to sync, no error.
-        create_dir_durable(&deep).unwrap();
+        assert!(!create_dir_durable(&deep).unwrap());
         std::fs::write(deep.join("x"), b"x").unwrap();
-        create_dir_durable(&deep).unwrap();
+        ensure_blob_dir(&deep).unwrap();
+        ensure_blob_dir(&deep).unwrap();
         assert_eq!(std::fs::read(deep.join("x")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn a_part_name_tells_its_offset() {
+        assert_eq!(super::super::PartName::new(0).offset(), Some(0));
+        assert_eq!(super::super::PartName::new(1 << 40).offset(), Some(1 << 40));
+        assert_eq!(super::super::PartName::from("assembly").offset(), None);
     }
 
     #[tokio::test]

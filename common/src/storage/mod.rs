@@ -1,6 +1,25 @@
 //! Byte storage behind one small trait, addressed by typed keys. Blobs are content-addressed
 //! and written once; uploads are written as parts that a finished upload assembles.
 //! Implementations: the local filesystem here; GCS and S3 in crates of their own.
+//!
+//! # Crash consistency
+//!
+//! Every backend keeps two promises that make a `SIGKILL` or a power loss at any instant
+//! harmless (per operation and per backend in docs/crash-consistency.md):
+//!
+//! - **Durable when it returns.** [`Storage::put_part`] and [`Storage::assemble`] return only
+//!   once the bytes and the names they created survive a power loss (filesystem: `fsync` of
+//!   the file and of each directory entry created; GCS and S3: the write request answered).
+//!   The caller moves metadata (session row, blob row) only after that.
+//! - **Visible only complete.** A part or a blob appears under its key whole or not at all
+//!   (filesystem: `link`/`rename` of a synced file; GCS: a finalised upload or a `compose`;
+//!   S3: `PutObject`, `CopyObject`, `CompleteMultipartUpload`). What a killed write leaves is
+//!   elsewhere (a temp file or intermediates under the upload's prefix, an unfinished
+//!   multipart upload) and goes with the upload's other leftovers at `upload-cleanup`.
+//!
+//! Assembly happens only after the upload service verified the digest, so nothing unverified
+//! is ever under a blob key; a blob key is readable by clients only once the metadata links
+//! it (`crate::metadata`).
 
 mod fs;
 
@@ -58,6 +77,11 @@ impl PartName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The offset the part starts at, for a name made by [`PartName::new`].
+    pub fn offset(&self) -> Option<u64> {
+        self.0.split_once('-')?.0.parse().ok()
     }
 }
 
