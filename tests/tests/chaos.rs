@@ -10,8 +10,9 @@
 //! Four clients push images made of two layers from a shared pool, a layer of their own and a
 //! config: each blob is first `HEAD`ed and then, when missing, uploaded monolithically
 //! (`POST ?digest=`), as one streamed `PATCH`, or in chunks whose `PATCH`es go to instances
-//! picked at random; a refused manifest (`MANIFEST_BLOB_UNKNOWN`: the collector took a link
-//! first) makes the client upload again. They move a `latest` tag, delete manifests and push
+//! picked at random, or for a shared layer sometimes mounted from another client's
+//! repository; a refused manifest (`MANIFEST_BLOB_UNKNOWN`: the collector took a link first)
+//! makes the client upload again. They move a `latest` tag, delete manifests and push
 //! deleted ones again, and abandon some chunked sessions half-way. `jobs blob-gc` loops with a
 //! 1 s grace period. Every few seconds (seeded RNG: the seed is printed, `CHAOS_SEED` replays
 //! its choices) an instance or the running collector is killed; an instance comes back on a
@@ -84,6 +85,7 @@ struct Figures {
     /// `5xx` answers from an instance killed while answering (none expected, counted apart).
     killed_5xx: AtomicU64,
     manifest_retries: AtomicU64,
+    mounts: AtomicU64,
     sessions_resumed: AtomicU64,
     lost: AtomicU64,
     corrupt: AtomicU64,
@@ -591,10 +593,54 @@ async fn put_manifest(
 }
 
 async fn ensure_blobs(fleet: &Fleet, rng: &mut Rng, image: &Image, end: &mut ClientEnd) {
-    for blob in &image.blobs {
-        if !blob_linked(fleet, rng, &image.repo, &sha256_digest(blob)).await {
-            upload(fleet, rng, &image.repo, blob, end).await;
+    for (i, blob) in image.blobs.iter().enumerate() {
+        let digest = sha256_digest(blob);
+        if blob_linked(fleet, rng, &image.repo, &digest).await {
+            continue;
         }
+        // Shared layers: sometimes a cross-repository mount from another client's repository.
+        if (1..=2).contains(&i) && rng.chance(40) && mount(fleet, rng, image, blob, end).await {
+            continue;
+        }
+        upload(fleet, rng, &image.repo, blob, end).await;
+    }
+}
+
+/// `POST ?mount=&from=`: `201` when the other repository has the blob linked; otherwise the
+/// `202` session it opens is left for the end checks to finish (an abandoned empty session).
+async fn mount(
+    fleet: &Fleet,
+    rng: &mut Rng,
+    image: &Image,
+    blob: &Arc<Vec<u8>>,
+    end: &mut ClientEnd,
+) -> bool {
+    let from = format!("chaos/c{}", rng.below(CLIENTS));
+    let request = Request::new(
+        Method::Post,
+        format!(
+            "/v2/{}/blobs/uploads/?mount={}&from={from}",
+            image.repo,
+            sha256_digest(blob)
+        ),
+    );
+    match fleet.send(rng, &request).await {
+        Ok(a) if a.status == 201 => {
+            Figures::add(&fleet.figures.mounts);
+            true
+        }
+        Ok(a) if a.status == 202 => {
+            end.abandoned.push(Abandoned {
+                repo: image.repo.clone(),
+                location: location_path(&a.location.expect("Location")),
+                bytes: blob.clone(),
+                acked: 0,
+                in_flight: 0,
+            });
+            false
+        }
+        Ok(a) => panic!("mount answered {}: {:?}", a.status, a.body),
+        Err(Interrupted) => false,
     }
 }
 
@@ -1152,7 +1198,7 @@ async fn nothing_acknowledged_is_lost_when_instances_and_the_collector_are_kille
     println!(
         "chaos figures: pushes acknowledged {}, deletes acknowledged {}, instances killed {}, \
          GC runs {} (killed {}, failed {}), connection errors in kill windows {}, 5xx in kill \
-         windows {}, stray errors {}, manifest retries {}, sessions resumed after a cut {}, \
+         windows {}, stray errors {}, manifest retries {}, mounts {}, sessions resumed after a cut {}, \
          abandoned sessions resumed {resumed} / gone {gone}, lost {}, corrupt {}, garbage left \
          {garbage} blob objects",
         Figures::get(&figures.pushes_acked),
@@ -1165,6 +1211,7 @@ async fn nothing_acknowledged_is_lost_when_instances_and_the_collector_are_kille
         Figures::get(&figures.killed_5xx),
         stray.len(),
         Figures::get(&figures.manifest_retries),
+        Figures::get(&figures.mounts),
         Figures::get(&figures.sessions_resumed),
         Figures::get(&figures.lost),
         Figures::get(&figures.corrupt),
