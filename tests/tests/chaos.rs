@@ -432,13 +432,21 @@ async fn close_session(
         Method::Put,
         with_query(location, &format!("digest={digest}")),
     );
+    let mut first = true;
     loop {
         match fleet.send(rng, &put).await {
             Ok(a) if a.status == 201 => return true,
-            // An earlier attempt committed before its instance died: the session is closed.
+            Ok(a) if a.status == 404 && first => {
+                fleet
+                    .figures
+                    .problem(&fleet.figures.lost, format!("session {location} vanished"));
+                return false;
+            }
+            // An earlier attempt committed before its instance died: the session is closed
+            // (and the blob linked, unless the collector took the link since).
             Ok(a) if a.status == 404 => return blob_linked(fleet, rng, repo, digest).await,
             Ok(a) => panic!("closing a session answered {}: {:?}", a.status, a.body),
-            Err(Interrupted) => {}
+            Err(Interrupted) => first = false,
         }
     }
 }

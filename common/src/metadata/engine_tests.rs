@@ -403,3 +403,23 @@ async fn management_pages_walk_every_row_once_in_keyset_order() {
         assert_eq!((seen.len(), &seen), (3, &expected), "{engine}");
     }
 }
+
+#[tokio::test]
+async fn sqlite_commits_are_synced_before_they_return() {
+    let (engine, meta, _guard) = engines().await.swap_remove(0);
+    assert_eq!(engine, "sqlite");
+    for pool in [&meta.write, &meta.read] {
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(pool)
+            .await
+            .expect("journal mode");
+        assert_eq!(mode, "wal");
+        // 2 is FULL: the WAL is fsync'd at every commit, so an acknowledged push survives a
+        // power loss (NORMAL, 1, syncs only at checkpoints).
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(pool)
+            .await
+            .expect("synchronous");
+        assert_eq!(level, 2);
+    }
+}
