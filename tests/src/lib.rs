@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 pub mod api;
 pub mod auth;
+pub mod chaos;
 pub mod clients;
 pub mod daemons;
 pub mod database;
