@@ -86,13 +86,15 @@ impl GcSettings {
     }
 }
 
-/// `blob-gc` in a loop until `stop`; killed when `kill` is notified while it runs.
+/// `blob-gc` in a loop until `stop`; killed when `kill` is notified while it runs (a kill of
+/// the chaos), or `finish` (the end of the chaos: the run in progress is abandoned).
 async fn gc_loop(
     settings: GcSettings,
     fleet: Arc<Fleet>,
     kill: Arc<tokio::sync::Notify>,
     running: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    finish: Arc<tokio::sync::Notify>,
 ) {
     let dir = tempfile::tempdir().expect("gc logs");
     let log = dir.path().join("gc.log");
@@ -112,6 +114,12 @@ async fn gc_loop(
                 let _ = child.start_kill();
                 let _ = child.wait().await;
                 Figures::add(&fleet.figures.gc_killed);
+            }
+            // The chaos is over: the final collection follows, no need to wait for this one.
+            () = finish.notified() => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                break;
             }
         }
         running.store(false, Ordering::Relaxed);
@@ -421,12 +429,14 @@ async fn nothing_acknowledged_is_lost_when_instances_and_the_collector_are_kille
     let stop = Arc::new(AtomicBool::new(false));
     let kill_gc = Arc::new(tokio::sync::Notify::new());
     let gc_running = Arc::new(AtomicBool::new(false));
+    let gc_finish = Arc::new(tokio::sync::Notify::new());
     let gc = tokio::spawn(gc_loop(
         gc_settings.clone(),
         fleet.clone(),
         kill_gc.clone(),
         gc_running.clone(),
         stop.clone(),
+        gc_finish.clone(),
     ));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| {
@@ -442,6 +452,7 @@ async fn nothing_acknowledged_is_lost_when_instances_and_the_collector_are_kille
 
     let instances = chaos(instances, fleet.clone(), seed, kill_gc, gc_running).await;
     stop.store(true, Ordering::Relaxed);
+    gc_finish.notify_one();
     let mut ends = Vec::new();
     for c in clients {
         ends.push(c.await.expect("client task"));
