@@ -18,7 +18,9 @@ use futures_util::{StreamExt, TryStreamExt};
 use registry_common::storage::{BodyStream, StorageError, UploadPartKey};
 
 use crate::error::S3Error;
-use crate::plan::{MAX_PART_SIZE, MAX_PARTS, PART_SIZE, Piece, PlannedPart, part_size, plan};
+use crate::plan::{
+    MAX_PART_SIZE, MAX_PARTS, PART_SIZE, Piece, PlannedPart, aligned_part_size, part_size, plan,
+};
 use crate::storage::S3Storage;
 
 /// Parts copied or uploaded at once while assembling one blob.
@@ -309,11 +311,14 @@ impl S3Storage {
             }
             return self.put(target, buffer.freeze(), Overwrite::Never).await;
         }
-        let size = part_size(total).ok_or_else(|| S3Error::Request {
-            operation: "assembling",
-            object: target.to_owned(),
-            message: format!("{total} bytes is more than one S3 object holds"),
-        })?;
+        // Parts that are all server-side copies where the objects allow, else equal parts.
+        let size = aligned_part_size(&sizes)
+            .or_else(|| part_size(total))
+            .ok_or_else(|| S3Error::Request {
+                operation: "assembling",
+                object: target.to_owned(),
+                message: format!("{total} bytes is more than one S3 object holds"),
+            })?;
         let upload = Multipart::create(self, target).await?;
         let made: Result<Vec<CompletedPart>, S3Error> =
             futures_util::stream::iter(plan(&sizes, size))
