@@ -353,12 +353,29 @@ impl S3Storage {
             object: upload.object.to_owned(),
             message: "buffer semaphore closed".to_owned(),
         })?;
-        let mut buffer = BytesMut::with_capacity(part.len() as usize);
+        let spare = self
+            .spare_buffers
+            .lock()
+            .ok()
+            .and_then(|mut spare| spare.pop());
+        let mut buffer = spare.unwrap_or_default();
+        buffer.reserve(part.len() as usize);
         for piece in &part.pieces {
             self.read_into(&sources[piece.source], piece.start, piece.end, &mut buffer)
                 .await?;
         }
-        upload.upload(part.number, buffer.freeze()).await
+        let full = buffer.freeze();
+        let kept = full.clone();
+        let uploaded = upload.upload(part.number, full).await;
+        // Unique again once the SDK dropped the request (and its retries): kept for the next
+        // part, while this permit is still held, so the pool never outgrows the permits.
+        if let Ok(mut reused) = kept.try_into_mut() {
+            reused.clear();
+            if let Ok(mut spare) = self.spare_buffers.lock() {
+                spare.push(reused);
+            }
+        }
+        uploaded
     }
 
     async fn copy_object(&self, source: &str, target: &str) -> Result<(), S3Error> {
