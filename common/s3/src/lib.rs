@@ -38,8 +38,13 @@
 //!   requires at least 5 MiB), part `n` covering bytes `[nP, (n+1)P)` of the blob. A part
 //!   inside one stored object is an `UploadPartCopy` of that range (no bytes through the
 //!   registry); a part spanning objects (small chunks) is read into one buffer and uploaded.
-//!   `P` is 8 MiB, or more (whole MiB) for blobs over 10,000 × 8 MiB, so the 10,000-part cap
-//!   never binds and a blob may go up to S3's 5 TiB; copies have no 5 GiB limit this way.
+//!   Where every boundary between the stored objects is a multiple of some size of at least
+//!   8 MiB (one big `PATCH`, or `PATCH`es of one size such as 64 MiB), `P` is the largest such
+//!   size up to 1 GiB, so every part is a copy: a 6 GiB body sent in one `PATCH` is 6 copies,
+//!   not 768 (and a server that reads a copy's source past its range, as s3s-fs does, reads
+//!   21 GiB rather than 2 TiB). Otherwise `P` is 8 MiB, or more (whole MiB) for blobs over
+//!   10,000 × 8 MiB, so the 10,000-part cap never binds and a blob may go up to S3's 5 TiB;
+//!   copies have no 5 GiB limit this way.
 //!
 //! Memory per request: at most one part buffer while writing, and during assembly at most two
 //! buffered parts per instance (the rest are server-side copies).

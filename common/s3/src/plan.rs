@@ -1,6 +1,8 @@
 //! Pure arithmetic of multipart assembly: which bytes of which stored objects make each part
 //! of the blob. Every part but the last has the same size (R2 requires it; S3 requires at
 //! least 5 MiB), and the part size grows with the blob so that 10,000 parts always suffice.
+//! Where the stored objects' boundaries allow it, the parts are larger and each lies inside
+//! one object ([`aligned_part_size`]), so that the whole blob is made by server-side copies.
 
 /// The part size of blobs up to 10,000 × 8 MiB (78 GiB): a whole number of MiB above S3's
 /// 5 MiB minimum, small enough that one buffered part per request keeps memory low.
@@ -9,6 +11,10 @@ pub const PART_SIZE: u64 = 8 * 1024 * 1024;
 pub(crate) const MAX_PARTS: u64 = 10_000;
 /// S3's cap on one part, one `PutObject` and one `CopyObject`.
 pub(crate) const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// The largest part [`aligned_part_size`] picks: a 6 GiB body sent in one `PATCH` becomes 6
+/// copies rather than 768, still several at once, and a server that reads a copy's source
+/// past the range (s3s-fs does) reads tens of GiB rather than terabytes.
+pub(crate) const COPY_PART_SIZE: u64 = 1024 * 1024 * 1024;
 const MIB: u64 = 1024 * 1024;
 
 /// A range of one stored object: `[start, end)` of `source` (an index into the sources).
@@ -44,6 +50,47 @@ pub(crate) fn part_size(total: u64) -> Option<u64> {
     let needed = total.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
     let size = needed.max(PART_SIZE);
     (size <= MAX_PART_SIZE).then_some(size)
+}
+
+/// A part size with which every part of the blob made of objects of `sizes` lies inside one
+/// object, so that every part is an `UploadPartCopy`: the largest size up to
+/// [`COPY_PART_SIZE`] (or the blob's [`part_size`], if larger) that divides every boundary
+/// between the objects, if it is at least the blob's [`part_size`]. `None` where no such size
+/// exists (small chunks, or boundaries that share no large divisor): then parts spanning objects
+/// are read and uploaded.
+pub(crate) fn aligned_part_size(sizes: &[u64]) -> Option<u64> {
+    let total: u64 = sizes.iter().sum();
+    let floor = part_size(total)?;
+    let cap = COPY_PART_SIZE.max(floor);
+    let mut boundaries: Vec<u64> = sizes
+        .iter()
+        .filter(|&&size| size > 0)
+        .scan(0, |end, &size| {
+            *end += size;
+            Some(*end)
+        })
+        .collect();
+    // The end of the last object is the end of the blob, not a boundary.
+    boundaries.pop();
+    let common = boundaries.into_iter().fold(0, gcd);
+    if common == 0 {
+        // One object: any size will do.
+        return Some(cap);
+    }
+    // The largest divisor of `common` that is at most `cap`: `common / k` for the smallest
+    // such `k` (at most `cap / floor` tries before the quotient drops below the floor).
+    let mut k = common.div_ceil(cap);
+    while common / k >= floor {
+        if common.is_multiple_of(k) {
+            return Some(common / k);
+        }
+        k += 1;
+    }
+    None
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// Splits the concatenation of objects of `sizes` into parts of `part_size` bytes (the last
@@ -119,6 +166,60 @@ mod tests {
             parts.iter().map(|p| p.number).collect::<Vec<_>>(),
             (1..=parts.len() as i32).collect::<Vec<_>>()
         );
+    }
+
+    /// Every part of a plan with an aligned size is one piece (one server-side copy).
+    fn every_part_is_a_copy(sizes: &[u64], size: u64) -> usize {
+        let total: u64 = sizes.iter().sum();
+        let parts = plan(sizes, size);
+        assert!(
+            parts.iter().all(|p| p.pieces.len() == 1),
+            "{sizes:?} at {size}"
+        );
+        assert!(parts.len() as u64 <= MAX_PARTS && size <= MAX_PART_SIZE);
+        assert_eq!(parts.iter().map(PlannedPart::len).sum::<u64>(), total);
+        parts.len()
+    }
+
+    #[test]
+    fn large_objects_are_copied_in_large_parts() {
+        let gib = 1024 * MIB;
+        // A 6 GiB body in one PATCH (and an empty final PUT): six 1 GiB copies.
+        let one = [6 * gib, 0];
+        assert_eq!(aligned_part_size(&one), Some(COPY_PART_SIZE));
+        assert_eq!(every_part_is_a_copy(&one, COPY_PART_SIZE), 6);
+        // PATCHes of 64 MiB then a shorter last one: 64 MiB parts, all copies.
+        let even = [64 * MIB, 64 * MIB, 64 * MIB, 10 * MIB];
+        assert_eq!(aligned_part_size(&even), Some(64 * MIB));
+        every_part_is_a_copy(&even, 64 * MIB);
+        // Boundaries at 3 GiB and 4.5 GiB: the largest common divisor up to 1 GiB.
+        let odd = [3 * gib, 3 * gib / 2, gib];
+        let size = aligned_part_size(&odd).unwrap();
+        assert_eq!(size, 768 * MIB);
+        every_part_is_a_copy(&odd, size);
+        // Past 10,000 GiB the floor rises above 1 GiB, and one object still aligns.
+        let huge = [10_001 * gib];
+        let size = aligned_part_size(&huge).unwrap();
+        assert_eq!(size, part_size(10_001 * gib).unwrap());
+        assert!(size > COPY_PART_SIZE);
+    }
+
+    #[test]
+    fn small_or_unaligned_objects_have_no_aligned_size() {
+        // 1 MiB chunks: parts span objects.
+        assert_eq!(aligned_part_size(&[MIB; 100]), None);
+        // 3 MiB then 7 MiB: the boundaries share only 1 MiB.
+        assert_eq!(
+            aligned_part_size(&[3 * MIB, 7 * MIB, 3 * MIB, 7 * MIB]),
+            None
+        );
+        // Boundaries at 10 MiB and 21 MiB share only 1 MiB.
+        assert_eq!(aligned_part_size(&[10 * MIB, 11 * MIB, 5 * MIB]), None);
+        // One boundary at an odd byte count past 8 MiB is a part size of its own.
+        let size = aligned_part_size(&[8 * MIB + 7, 20 * MIB]).unwrap();
+        assert_eq!(size, 8 * MIB + 7);
+        every_part_is_a_copy(&[8 * MIB + 7, 20 * MIB], size);
+        assert_eq!(aligned_part_size(&[]), Some(COPY_PART_SIZE));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (credentials, region, retries, checksums); writes and assembly are in [`crate::write`],
 //! listing and clean-up in [`crate::listing`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,7 +12,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::presigning::PresigningConfig;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use registry_common::oci::Algorithm;
 use registry_common::storage::{
     BlobKey, BodyStream, ByteRange, ByteStream, Storage, StorageError, StoredBlob, StoredUpload,
@@ -22,6 +22,9 @@ use tokio::sync::Semaphore;
 
 use crate::S3Config;
 use crate::error::{OpenError, Problem, S3Error};
+
+/// Parts of an assembly read through memory at once, per instance.
+const ASSEMBLY_BUFFERS: usize = 2;
 
 /// Attempts per S3 request, the first included: the SDK's standard retry mode retries
 /// throttling (`SlowDown`, 503, 429) and transient errors with exponential backoff and full
@@ -46,6 +49,10 @@ pub struct S3Storage {
     /// Parts assembled through memory (spanning several stored objects) at once, per
     /// instance: each holds up to one part in memory.
     pub(crate) buffers: Arc<Semaphore>,
+    /// The part buffers of those assemblies once uploaded, refilled by the next part rather
+    /// than freed: freed 8 MiB buffers stay in each allocator arena an assembly ran on (a
+    /// 6 GiB blob of 1 MiB chunks peaked at 73 MiB of RSS). At most one per permit.
+    pub(crate) spare_buffers: Arc<Mutex<Vec<BytesMut>>>,
 }
 
 impl S3Storage {
@@ -108,7 +115,8 @@ impl S3Storage {
             prefix: config.prefix,
             redirect_downloads: config.redirect_downloads,
             presigned_url_ttl: config.presigned_url_ttl,
-            buffers: Arc::new(Semaphore::new(2)),
+            buffers: Arc::new(Semaphore::new(ASSEMBLY_BUFFERS)),
+            spare_buffers: Arc::new(Mutex::new(Vec::with_capacity(ASSEMBLY_BUFFERS))),
         }
     }
 

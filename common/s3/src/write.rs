@@ -18,7 +18,9 @@ use futures_util::{StreamExt, TryStreamExt};
 use registry_common::storage::{BodyStream, StorageError, UploadPartKey};
 
 use crate::error::S3Error;
-use crate::plan::{MAX_PART_SIZE, MAX_PARTS, PART_SIZE, Piece, PlannedPart, part_size, plan};
+use crate::plan::{
+    MAX_PART_SIZE, MAX_PARTS, PART_SIZE, Piece, PlannedPart, aligned_part_size, part_size, plan,
+};
 use crate::storage::S3Storage;
 
 /// Parts copied or uploaded at once while assembling one blob.
@@ -309,11 +311,14 @@ impl S3Storage {
             }
             return self.put(target, buffer.freeze(), Overwrite::Never).await;
         }
-        let size = part_size(total).ok_or_else(|| S3Error::Request {
-            operation: "assembling",
-            object: target.to_owned(),
-            message: format!("{total} bytes is more than one S3 object holds"),
-        })?;
+        // Parts that are all server-side copies where the objects allow, else equal parts.
+        let size = aligned_part_size(&sizes)
+            .or_else(|| part_size(total))
+            .ok_or_else(|| S3Error::Request {
+                operation: "assembling",
+                object: target.to_owned(),
+                message: format!("{total} bytes is more than one S3 object holds"),
+            })?;
         let upload = Multipart::create(self, target).await?;
         let made: Result<Vec<CompletedPart>, S3Error> =
             futures_util::stream::iter(plan(&sizes, size))
@@ -348,12 +353,29 @@ impl S3Storage {
             object: upload.object.to_owned(),
             message: "buffer semaphore closed".to_owned(),
         })?;
-        let mut buffer = BytesMut::with_capacity(part.len() as usize);
+        let spare = self
+            .spare_buffers
+            .lock()
+            .ok()
+            .and_then(|mut spare| spare.pop());
+        let mut buffer = spare.unwrap_or_default();
+        buffer.reserve(part.len() as usize);
         for piece in &part.pieces {
             self.read_into(&sources[piece.source], piece.start, piece.end, &mut buffer)
                 .await?;
         }
-        upload.upload(part.number, buffer.freeze()).await
+        let full = buffer.freeze();
+        let kept = full.clone();
+        let uploaded = upload.upload(part.number, full).await;
+        // Unique again once the SDK dropped the request (and its retries): kept for the next
+        // part, while this permit is still held, so the pool never outgrows the permits.
+        if let Ok(mut reused) = kept.try_into_mut() {
+            reused.clear();
+            if let Ok(mut spare) = self.spare_buffers.lock() {
+                spare.push(reused);
+            }
+        }
+        uploaded
     }
 
     async fn copy_object(&self, source: &str, target: &str) -> Result<(), S3Error> {

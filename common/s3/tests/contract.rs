@@ -1,6 +1,6 @@
 //! The storage trait's contract, held by `S3Storage` against a real S3 server over HTTP
 //! (scripts/s3-server.sh): parts of mixed sizes assembled into a blob of equal-sized
-//! multipart parts, small blobs in one `PutObject`, ranged reads, bodies cut off mid-way that
+//! multipart parts, aligned parts copied in parts of their own size, small blobs in one `PutObject`, ranged reads, bodies cut off mid-way that
 //! leave nothing behind, existing blobs never rewritten, listing, deletes past one
 //! `DeleteObjects` batch, the abort of abandoned multipart uploads, presigned URLs, and a
 //! start-up that fails on a bucket it cannot use.
@@ -109,6 +109,33 @@ async fn mixed_parts_make_a_blob_of_equal_parts() {
     assert!(collect(storage.read(&blob, None).await.unwrap()).await == all);
     storage.delete_blob(&blob).await.unwrap();
     assert_eq!(storage.stat(&blob).await.unwrap(), None);
+    storage.delete_blob(&blob).await.unwrap();
+}
+
+#[tokio::test]
+async fn aligned_parts_are_copied_in_parts_of_their_size() {
+    let storage = storage().await;
+    // PATCHes of 12 MiB and a shorter last one: every boundary falls on a multiple of 12 MiB,
+    // so the blob is made of 12 MiB parts, each an UploadPartCopy of one stored object.
+    let sizes = [12 * MIB, 12 * MIB, 12 * MIB, 5 * MIB];
+    let (keys, all) = write_parts(&storage, &sizes).await;
+    let blob = blob_of(&all);
+    storage.assemble(&keys, &blob).await.unwrap();
+    assert!(collect(storage.read(&blob, None).await.unwrap()).await == all);
+    let parts = stored_part_sizes(&storage, &blob).await;
+    assert_eq!(parts, sizes.map(|s| s as u64));
+    for (start, end) in [
+        (12 * MIB as u64 - 2, 12 * MIB as u64 + 1),
+        (0, 36 * MIB as u64),
+    ] {
+        let range = ByteRange { start, end };
+        let got = collect(storage.read(&blob, Some(range)).await.unwrap()).await;
+        assert!(
+            got == all[start as usize..=end as usize],
+            "range {start}-{end}"
+        );
+    }
+    storage.delete_parts(&keys).await.unwrap();
     storage.delete_blob(&blob).await.unwrap();
 }
 
