@@ -233,6 +233,25 @@ pub fn webhook_events(receiver: &WebhookReceiver) -> Vec<Value> {
         .collect()
 }
 
+/// Waits until the receiver got at least `n` events (in however many requests); panics after
+/// `timeout` with what it got.
+pub async fn wait_for_webhook_events(receiver: &WebhookReceiver, n: usize, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let got = webhook_events(receiver);
+        if got.len() >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {n} events at the webhook within {timeout:?}: {:#?}",
+            got.len(),
+            per_repository(&got)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// `(name, value)` pairs borrowed, as `Registry::start_with` takes them.
 pub fn borrowed(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
