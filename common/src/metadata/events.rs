@@ -241,11 +241,12 @@ fn placeholders(first: usize, n: usize) -> String {
 /// Values per `IN (…)` list.
 const IN_CHUNK: usize = 500;
 
-/// The fan-out, in a transaction serialized with the other fan-outs.
+/// The fan-out, in a transaction serialized with the other fan-outs; the rows are due at `now`.
 async fn fan_out_in<F>(
     tx: &mut Transaction<'static, Any>,
     limit: u32,
     wants: &F,
+    now: i64,
 ) -> Result<u64, MetadataError>
 where
     F: Fn(&UnfannedEvent) -> Vec<String>,
@@ -261,7 +262,6 @@ where
     if rows.is_empty() {
         return Ok(0);
     }
-    let now = now_millis();
     let mut deliveries: Vec<(String, i64, String)> = Vec::new();
     for (seq, repository, action) in &rows {
         let action = Action::parse(action)
@@ -502,7 +502,7 @@ impl Metadata {
             .await
             .map_err(MetadataError::query("begin fan-out"))?;
         serialize(&mut tx, self.engine, Lock::FanOut).await?;
-        let fanned = fan_out_in(&mut tx, limit, &wants).await?;
+        let fanned = fan_out_in(&mut tx, limit, &wants, now_millis()).await?;
         tx.commit()
             .await
             .map_err(MetadataError::query("commit fan-out"))?;
@@ -567,7 +567,8 @@ impl Metadata {
             serialize(&mut tx, self.engine, Lock::FanOut).await?;
         }
         record_in(&mut tx, outcomes).await?;
-        let fanned = fan_out_in(&mut tx, fan_out_limit, &wants).await?;
+        // Due at the claim's `now`, so that the claim below takes them in this round.
+        let fanned = fan_out_in(&mut tx, fan_out_limit, &wants, claim.now).await?;
         let claimed = claim_in(&mut tx, self.engine, claim).await?;
         tx.commit()
             .await
