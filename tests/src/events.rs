@@ -1,8 +1,9 @@
 //! Helpers of the end-to-end event suite (`tests/events.rs`): the destinations a registry is
 //! started with (a JetStream stream under a subject prefix of the test's own, a webhook
 //! endpoint file with a signing secret), and the events read back from both, each checked on
-//! the way (envelope of one event, `Nats-Msg-Id` and `X-Registry-Event-Id` equal to the
-//! event's id, the HMAC signature over the exact body) and reduced to the fields a test
+//! the way (a NATS message holds one event, its `Nats-Msg-Id` the event's id; a webhook
+//! request one repository's events, `X-Registry-Event-Id` their ids in order, the HMAC
+//! signature over the exact body) and reduced to the fields a test
 //! compares ([`summary`], [`want`]).
 
 use std::collections::BTreeMap;
@@ -172,10 +173,10 @@ pub fn webhook_file(
     (dir, env)
 }
 
-/// The event of a webhook request, after checking the method, content type, envelope, event
-/// id header and signature.
+/// The events of a webhook request, in body order, after checking the method, content type,
+/// envelope, event id header (the events' ids, comma-separated, in body order) and signature.
 #[track_caller]
-pub fn webhook_event(request: &ReceivedRequest) -> Value {
+pub fn webhook_request_events(request: &ReceivedRequest) -> Vec<Value> {
     assert_eq!(request.method, "POST");
     assert_eq!(
         request.header("content-type"),
@@ -191,20 +192,64 @@ pub fn webhook_event(request: &ReceivedRequest) -> Value {
         "signature over the body with the secret"
     );
     let envelope = request.json();
-    let events = envelope["events"].as_array().expect("an events array");
-    assert_eq!(events.len(), 1, "one event per request: {envelope}");
-    let event = events[0].clone();
+    let events = envelope["events"]
+        .as_array()
+        .expect("an events array")
+        .clone();
+    assert!(!events.is_empty(), "a request with no event: {envelope}");
+    let ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["id"].as_str().expect("an event id"))
+        .collect();
     assert_eq!(
         request.header("x-registry-event-id"),
-        event["id"].as_str(),
-        "X-Registry-Event-Id is the event id"
+        Some(ids.join(", ").as_str()),
+        "X-Registry-Event-Id lists the events' ids in body order"
     );
-    event
+    let repository = &events[0]["target"]["repository"];
+    assert!(
+        events
+            .iter()
+            .all(|e| &e["target"]["repository"] == repository),
+        "one request carries one repository's events: {envelope}"
+    );
+    events
 }
 
-/// Every event the receiver got, in arrival order.
+/// The event of a webhook request that carries exactly one.
+#[track_caller]
+pub fn webhook_event(request: &ReceivedRequest) -> Value {
+    let mut events = webhook_request_events(request);
+    assert_eq!(events.len(), 1, "one event in this request: {events:?}");
+    events.remove(0)
+}
+
+/// Every event the receiver got, in arrival order (a request's events in body order).
 pub fn webhook_events(receiver: &WebhookReceiver) -> Vec<Value> {
-    receiver.requests().iter().map(webhook_event).collect()
+    receiver
+        .requests()
+        .iter()
+        .flat_map(webhook_request_events)
+        .collect()
+}
+
+/// Waits until the receiver got at least `n` events (in however many requests); panics after
+/// `timeout` with what it got.
+pub async fn wait_for_webhook_events(receiver: &WebhookReceiver, n: usize, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let got = webhook_events(receiver);
+        if got.len() >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {n} events at the webhook within {timeout:?}: {:#?}",
+            got.len(),
+            per_repository(&got)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// `(name, value)` pairs borrowed, as `Registry::start_with` takes them.

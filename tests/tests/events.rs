@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use registry_tests::api::{Api, run_job_with};
 use registry_tests::events::{
-    BLOB, HOOK, NatsSink, borrowed, distinct_by_id, per_repository, summary, want, webhook_event,
-    webhook_events, webhook_file,
+    BLOB, HOOK, NatsSink, borrowed, distinct_by_id, per_repository, summary,
+    wait_for_webhook_events, want, webhook_event, webhook_events, webhook_file,
 };
 use registry_tests::webhook_receiver::{Mode, WebhookReceiver};
 use registry_tests::*;
@@ -240,7 +240,7 @@ async fn a_scripted_session_produces_exactly_its_events_on_nats_and_the_webhook(
     let total: usize = expected.values().map(Vec::len).sum();
 
     let stored = sink.wait_for(total, WAIT).await;
-    receiver.wait_for(total, WAIT).await;
+    wait_for_webhook_events(&receiver, total, WAIT).await;
     tokio::time::sleep(QUIET).await;
 
     let on_nats: Vec<Value> = stored.iter().map(|m| sink.event(m)).collect();

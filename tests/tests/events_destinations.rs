@@ -412,3 +412,77 @@ async fn no_destination_configured_is_disabled() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn a_webhook_takes_several_events_of_a_stream_in_one_signed_request() {
+    let receiver = WebhookReceiver::start().await;
+    let file = format!(
+        r#"{{"endpoints": [{{"name": "ci", "url": "{}", "secret_env": "CI_HOOK_SECRET"}},
+            {{"name": "one", "url": "{}", "max_events_per_request": 1}}]}}"#,
+        receiver.url(),
+        receiver.url()
+    );
+    let (destinations, _dir) = webhook_destinations(&file, &[("CI_HOOK_SECRET", "k")]);
+    assert_eq!(
+        destinations.events_per_send("webhook:ci"),
+        32,
+        "the default"
+    );
+    assert_eq!(destinations.events_per_send("webhook:one"), 1);
+    assert_eq!(destinations.events_per_send("nats"), 1);
+    let sent = [
+        event("b-1", Action::Push, "team/app"),
+        event("b-2", Action::Push, "team/app"),
+        event("b-3", Action::Delete, "team/app"),
+    ];
+    destinations
+        .send_all("webhook:ci", &sent)
+        .await
+        .expect("send");
+    let requests = receiver.wait_for(1, WAIT).await;
+    assert_eq!(requests.len(), 1, "one request for the three");
+    let request = &requests[0];
+    // distribution's envelope of the three, in order, the ids listed in that order.
+    let bodies: Vec<&str> = sent.iter().map(|e| e.body.as_str()).collect();
+    assert_eq!(
+        request.body.as_ref(),
+        format!("{{\"events\":[{}]}}", bodies.join(",")).as_bytes()
+    );
+    assert_eq!(request.header("x-registry-event-id"), Some("b-1, b-2, b-3"));
+    let expected = format!("sha256={}", hmac_sha256_hex(b"k", &request.body));
+    assert_eq!(
+        request.header("x-registry-signature-256"),
+        Some(expected.as_str())
+    );
+
+    // A refused request accepts none of its events.
+    receiver.set_mode(Mode::Fail(503));
+    let failed = destinations
+        .send_all("webhook:ci", &sent)
+        .await
+        .expect_err("refused");
+    assert_eq!(failed.accepted, 0);
+    assert!(failed.error.message.contains("503"), "{}", failed.error);
+}
+
+#[test]
+fn max_events_per_request_is_checked() {
+    for (value, ok) in [("0", false), ("1", true), ("32", true), ("33", false)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("webhooks.json");
+        let file = format!(
+            r#"{{"endpoints": [{{"name": "ci", "url": "http://127.0.0.1:9/", "max_events_per_request": {value}}}]}}"#
+        );
+        std::fs::write(&path, file).expect("write the webhooks file");
+        let vars: Vars = [("WEBHOOKS_FILE", path.to_str().expect("utf-8 path"))]
+            .into_iter()
+            .collect();
+        match EventsConfig::from_vars(&vars) {
+            Ok(_) => assert!(ok, "{value} accepted"),
+            Err(e) => {
+                assert!(!ok, "{value} refused: {e}");
+                assert!(e.to_string().contains("max_events_per_request"), "{e}");
+            }
+        }
+    }
+}

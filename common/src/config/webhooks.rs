@@ -21,6 +21,10 @@ pub const WEBHOOKS_FILE: &str = "WEBHOOKS_FILE";
 /// A webhook's timeout by default (`timeout_secs`).
 pub const DEFAULT_WEBHOOK_TIMEOUT_SECS: u64 = 5;
 
+/// The most events of one repository a webhook request carries by default
+/// (`max_events_per_request`), and the most it may be set to (a claim's rows per stream).
+pub const DEFAULT_MAX_EVENTS_PER_REQUEST: u32 = 32;
+
 /// Headers the delivery sets itself (or HTTP owns): an endpoint's `headers` may not name them.
 const RESERVED_HEADERS: [&str; 7] = [
     "content-type",
@@ -51,6 +55,8 @@ pub struct WebhookEndpoint {
     pub repositories: Vec<String>,
     /// How long a send may take, answer included.
     pub timeout: Duration,
+    /// The most events (of one repository, in order) one request carries.
+    pub max_events_per_request: u32,
 }
 
 impl WebhookEndpoint {
@@ -72,6 +78,7 @@ impl fmt::Debug for WebhookEndpoint {
             .field("actions", &self.actions)
             .field("repositories", &self.repositories)
             .field("timeout", &self.timeout)
+            .field("max_events_per_request", &self.max_events_per_request)
             .finish()
     }
 }
@@ -147,10 +154,16 @@ struct RawEndpoint {
     repositories: Vec<String>,
     #[serde(default = "default_timeout")]
     timeout_secs: u64,
+    #[serde(default = "default_max_events")]
+    max_events_per_request: u32,
 }
 
 fn default_timeout() -> u64 {
     DEFAULT_WEBHOOK_TIMEOUT_SECS
+}
+
+fn default_max_events() -> u32 {
+    DEFAULT_MAX_EVENTS_PER_REQUEST
 }
 
 impl RawEndpoint {
@@ -212,6 +225,12 @@ impl RawEndpoint {
                 self.timeout_secs
             ));
         }
+        if !(1..=DEFAULT_MAX_EVENTS_PER_REQUEST).contains(&self.max_events_per_request) {
+            return Err(format!(
+                "max_events_per_request {}: expected 1 to {DEFAULT_MAX_EVENTS_PER_REQUEST}",
+                self.max_events_per_request
+            ));
+        }
         let mut actions = self.actions;
         actions.dedup();
         Ok(WebhookEndpoint {
@@ -222,6 +241,7 @@ impl RawEndpoint {
             actions,
             repositories: self.repositories,
             timeout: Duration::from_secs(self.timeout_secs),
+            max_events_per_request: self.max_events_per_request,
         })
     }
 }

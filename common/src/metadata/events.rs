@@ -14,7 +14,10 @@
 //! transaction-scoped advisory lock on PostgreSQL, whose rows are also selected
 //! `FOR UPDATE SKIP LOCKED`, so a row being recorded is never taken), and record a lease
 //! (`claimed_until`) so that the sending happens outside any transaction; the deliverer sends
-//! a stream's rows in order and gives back those after a failure (`Released`).
+//! a stream's rows in order and gives back those after a failure (`Released`). A deliverer's
+//! round ([`Metadata::delivery_round`]) is one transaction: the outcomes of its last claim,
+//! the fan-out and the next claim, under the claims' lock and then the fan-out's (a fan-out
+//! or a claim on its own takes only its own, so no two transactions wait for each other's).
 
 use std::fmt::Write as _;
 
@@ -175,6 +178,286 @@ pub(crate) async fn insert_in(
     Ok(())
 }
 
+/// What a claim asks for (see [`Metadata::claim_deliveries`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub destination: &'a str,
+    /// Unix milliseconds.
+    pub now: i64,
+    pub lease_ms: i64,
+    /// Rows at most…
+    pub limit: u32,
+    /// …and at most this many of one stream.
+    pub per_stream: u32,
+}
+
+/// What a transaction serializes on.
+#[derive(Debug, Clone, Copy)]
+enum Lock {
+    FanOut,
+    Claims,
+}
+
+/// Serializes the transaction with the others taking `lock` (see the module's notes).
+async fn serialize(
+    tx: &mut Transaction<'static, Any>,
+    engine: Engine,
+    lock: Lock,
+) -> Result<(), MetadataError> {
+    let (sql, key) = match (engine, lock) {
+        (Engine::Postgres, Lock::FanOut) => (PG_LOCK, FAN_OUT_LOCK),
+        (Engine::Postgres, Lock::Claims) => (PG_LOCK, CLAIM_LOCK),
+        // Any write takes SQLite's write lock, even one that changes nothing; taken first, so
+        // that the reads after it see what the others committed.
+        (Engine::Sqlite, Lock::FanOut) => (
+            "UPDATE event_outbox SET seq = seq WHERE seq = $1",
+            FAN_OUT_LOCK,
+        ),
+        (Engine::Sqlite, Lock::Claims) => (
+            "UPDATE event_deliveries SET seq = seq WHERE seq = $1",
+            CLAIM_LOCK,
+        ),
+    };
+    sqlx::query(sql)
+        .bind(key)
+        .execute(&mut **tx)
+        .await
+        .map_err(MetadataError::query("serialize the outbox"))?;
+    Ok(())
+}
+
+const PG_LOCK: &str = "SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1)) AS locked";
+
+/// `$first, $first+1, …` for `n` values.
+fn placeholders(first: usize, n: usize) -> String {
+    let mut sql = String::new();
+    for i in 0..n {
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(sql, "{sep}${}", first + i);
+    }
+    sql
+}
+
+/// Values per `IN (…)` list.
+const IN_CHUNK: usize = 500;
+
+/// The fan-out, in a transaction serialized with the other fan-outs; the rows are due at `now`.
+async fn fan_out_in<F>(
+    tx: &mut Transaction<'static, Any>,
+    limit: u32,
+    wants: &F,
+    now: i64,
+) -> Result<u64, MetadataError>
+where
+    F: Fn(&UnfannedEvent) -> Vec<String>,
+{
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT seq, repository, action FROM event_outbox WHERE fanned_out_at IS NULL \
+         ORDER BY seq LIMIT $1",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(MetadataError::query("select unfanned events"))?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut deliveries: Vec<(String, i64, String)> = Vec::new();
+    for (seq, repository, action) in &rows {
+        let action = Action::parse(action)
+            .ok_or_else(|| MetadataError::Corrupt(format!("event {seq} action {action}")))?;
+        let event = UnfannedEvent {
+            seq: *seq,
+            repository: repository.clone(),
+            action,
+        };
+        for destination in wants(&event) {
+            deliveries.push((destination, *seq, repository.clone()));
+        }
+    }
+    for chunk in deliveries.chunks(200) {
+        let mut sql = String::from(
+            "INSERT INTO event_deliveries \
+             (destination, seq, repository, state, attempts, next_attempt_at, updated_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let p = i * 4;
+            let sep = if i == 0 { "" } else { ", " };
+            let _ = write!(
+                sql,
+                "{sep}(${}, ${}, ${}, 'pending', 0, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 4
+            );
+        }
+        sql.push_str(" ON CONFLICT (destination, seq) DO NOTHING");
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (destination, seq, repository) in chunk {
+            query = query
+                .bind(destination.clone())
+                .bind(*seq)
+                .bind(repository.clone())
+                .bind(now);
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(MetadataError::query("insert deliveries"))?;
+    }
+    // Exactly the rows read above: on PostgreSQL an event of another repository may have
+    // committed meanwhile with a lower number, and it has no delivery rows yet.
+    for chunk in rows.chunks(IN_CHUNK) {
+        let sql = format!(
+            "UPDATE event_outbox SET fanned_out_at = $1 WHERE seq IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now);
+        for (seq, ..) in chunk {
+            query = query.bind(*seq);
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(MetadataError::query("mark events fanned out"))?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// A claim, in a transaction serialized with the other claims: one statement reads the
+/// claimable rows, one sets their lease.
+async fn claim_in(
+    tx: &mut Transaction<'static, Any>,
+    engine: Engine,
+    claim: &Claim<'_>,
+) -> Result<Vec<ClaimedDelivery>, MetadataError> {
+    let lock = match engine {
+        Engine::Postgres => " FOR UPDATE OF d SKIP LOCKED",
+        Engine::Sqlite => "",
+    };
+    let select = format!(
+        "SELECT d.destination, d.seq, d.attempts, o.id, o.repository, o.action, o.body \
+         FROM event_deliveries d JOIN event_outbox o ON o.seq = d.seq \
+         WHERE (d.destination, d.seq) IN ({CLAIMABLE}) ORDER BY d.seq{lock}"
+    );
+    let rows: Vec<ClaimRow> = sqlx::query_as(AssertSqlSafe(select))
+        .bind(claim.now)
+        .bind(i64::from(claim.limit))
+        .bind(i64::from(claim.per_stream.max(1)))
+        .bind(claim.destination)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(MetadataError::query("select claimable deliveries"))?;
+    let until = claim.now.saturating_add(claim.lease_ms);
+    for chunk in rows.chunks(IN_CHUNK) {
+        let sql = format!(
+            "UPDATE event_deliveries SET claimed_until = $1 WHERE destination = $2 AND seq IN ({})",
+            placeholders(3, chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(until)
+            .bind(claim.destination);
+        for (_, seq, ..) in chunk {
+            query = query.bind(*seq);
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(MetadataError::query("claim deliveries"))?;
+    }
+    rows.into_iter()
+        .map(
+            |(destination, seq, attempts, id, repository, action, body)| {
+                Ok(ClaimedDelivery {
+                    action: Action::parse(&action).ok_or_else(|| {
+                        MetadataError::Corrupt(format!("event {seq} action {action}"))
+                    })?,
+                    destination,
+                    seq,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    event_id: id,
+                    repository,
+                    body,
+                })
+            },
+        )
+        .collect()
+}
+
+/// Records outcomes in the caller's transaction: the deliveries and the releases of one
+/// destination in one statement each, a retry or a dead letter in one statement per row.
+async fn record_in(
+    tx: &mut Transaction<'static, Any>,
+    outcomes: &[(String, i64, DeliveryOutcome)],
+) -> Result<(), MetadataError> {
+    let now = now_millis();
+    // (destination, delivered?) -> seqs
+    let mut grouped: Vec<(&str, bool, Vec<i64>)> = Vec::new();
+    for (destination, seq, outcome) in outcomes {
+        let (state, next, error) = match outcome {
+            DeliveryOutcome::Delivered | DeliveryOutcome::Released => {
+                let delivered = matches!(outcome, DeliveryOutcome::Delivered);
+                match grouped
+                    .iter_mut()
+                    .find(|(d, kind, _)| *d == destination.as_str() && *kind == delivered)
+                {
+                    Some((.., seqs)) => seqs.push(*seq),
+                    None => grouped.push((destination.as_str(), delivered, vec![*seq])),
+                }
+                continue;
+            }
+            DeliveryOutcome::RetryAt { at, error } => ("pending", *at, error),
+            DeliveryOutcome::Dead { error } => ("dead", now, error),
+        };
+        sqlx::query(
+            "UPDATE event_deliveries SET state = $1, attempts = attempts + 1, \
+             next_attempt_at = $2, claimed_until = NULL, last_error = $3, updated_at = $4 \
+             WHERE destination = $5 AND seq = $6",
+        )
+        .bind(state)
+        .bind(next)
+        .bind(error.clone())
+        .bind(now)
+        .bind(destination.clone())
+        .bind(*seq)
+        .execute(&mut **tx)
+        .await
+        .map_err(MetadataError::query("record delivery outcome"))?;
+    }
+    for (destination, delivered, seqs) in grouped {
+        for chunk in seqs.chunks(IN_CHUNK) {
+            let query = if delivered {
+                let sql = format!(
+                    "UPDATE event_deliveries SET state = 'delivered', attempts = attempts + 1, \
+                     next_attempt_at = $1, claimed_until = NULL, last_error = NULL, \
+                     updated_at = $1 WHERE destination = $2 AND seq IN ({})",
+                    placeholders(3, chunk.len())
+                );
+                sqlx::query(AssertSqlSafe(sql)).bind(now).bind(destination)
+            } else {
+                // A release gives the claim back; the attempts stay.
+                let sql = format!(
+                    "UPDATE event_deliveries SET claimed_until = NULL \
+                     WHERE destination = $1 AND state = 'pending' AND seq IN ({})",
+                    placeholders(2, chunk.len())
+                );
+                sqlx::query(AssertSqlSafe(sql)).bind(destination)
+            };
+            let mut query = query;
+            for seq in chunk {
+                query = query.bind(*seq);
+            }
+            query
+                .execute(&mut **tx)
+                .await
+                .map_err(MetadataError::query("record delivery outcomes"))?;
+        }
+    }
+    Ok(())
+}
+
 type ClaimRow = (String, i64, i64, String, String, String, String);
 type DeadRow = (
     String,
@@ -207,7 +490,8 @@ impl Metadata {
 
     /// Fans out up to `limit` of the oldest unfanned events: one pending delivery row for each
     /// destination `wants` names for it (none is fine: the event is only kept for retention).
-    /// Returns how many events it fanned out.
+    /// Returns how many events it fanned out. (A deliverer fans out inside its claims, see
+    /// [`Metadata::delivery_round`].)
     pub async fn fan_out_events<F>(&self, limit: u32, wants: F) -> Result<u64, MetadataError>
     where
         F: Fn(&UnfannedEvent) -> Vec<String>,
@@ -217,95 +501,12 @@ impl Metadata {
             .begin()
             .await
             .map_err(MetadataError::query("begin fan-out"))?;
-        let serialize = match self.engine {
-            Engine::Postgres => "SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1)) AS locked",
-            // Any write takes SQLite's write lock, even one that changes nothing.
-            Engine::Sqlite => "UPDATE event_outbox SET seq = seq WHERE seq = $1",
-        };
-        sqlx::query(serialize)
-            .bind(FAN_OUT_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(MetadataError::query("serialize fan-out"))?;
-        let rows: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT seq, repository, action FROM event_outbox WHERE fanned_out_at IS NULL \
-             ORDER BY seq LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(MetadataError::query("select unfanned events"))?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let now = now_millis();
-        let mut deliveries: Vec<(String, i64, String)> = Vec::new();
-        for (seq, repository, action) in &rows {
-            let action = Action::parse(action)
-                .ok_or_else(|| MetadataError::Corrupt(format!("event {seq} action {action}")))?;
-            let event = UnfannedEvent {
-                seq: *seq,
-                repository: repository.clone(),
-                action,
-            };
-            for destination in wants(&event) {
-                deliveries.push((destination, *seq, repository.clone()));
-            }
-        }
-        for chunk in deliveries.chunks(200) {
-            let mut sql = String::from(
-                "INSERT INTO event_deliveries \
-                 (destination, seq, repository, state, attempts, next_attempt_at, updated_at) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let p = i * 4;
-                let sep = if i == 0 { "" } else { ", " };
-                let _ = write!(
-                    sql,
-                    "{sep}(${}, ${}, ${}, 'pending', 0, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 4
-                );
-            }
-            sql.push_str(" ON CONFLICT (destination, seq) DO NOTHING");
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for (destination, seq, repository) in chunk {
-                query = query
-                    .bind(destination.clone())
-                    .bind(*seq)
-                    .bind(repository.clone())
-                    .bind(now);
-            }
-            query
-                .execute(&mut *tx)
-                .await
-                .map_err(MetadataError::query("insert deliveries"))?;
-        }
-        // Exactly the rows read above: on PostgreSQL an event of another repository may have
-        // committed meanwhile with a lower number, and it has no delivery rows yet.
-        for chunk in rows.chunks(200) {
-            let mut sql = String::from("UPDATE event_outbox SET fanned_out_at = $1 WHERE seq IN (");
-            for i in 0..chunk.len() {
-                let sep = if i == 0 { "" } else { ", " };
-                let _ = write!(sql, "{sep}${}", i + 2);
-            }
-            sql.push(')');
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now);
-            for (seq, ..) in chunk {
-                query = query.bind(*seq);
-            }
-            query
-                .execute(&mut *tx)
-                .await
-                .map_err(MetadataError::query("mark events fanned out"))?;
-        }
+        serialize(&mut tx, self.engine, Lock::FanOut).await?;
+        let fanned = fan_out_in(&mut tx, limit, &wants, now_millis()).await?;
         tx.commit()
             .await
             .map_err(MetadataError::query("commit fan-out"))?;
-        Ok(rows.len() as u64)
+        Ok(fanned)
     }
 
     /// Claims, until `now + lease_ms`, up to `limit` deliveries to `destination` due at `now`:
@@ -319,71 +520,60 @@ impl Metadata {
         limit: u32,
         per_stream: u32,
     ) -> Result<Vec<ClaimedDelivery>, MetadataError> {
-        let lock = match self.engine {
-            Engine::Postgres => " FOR UPDATE OF d SKIP LOCKED",
-            Engine::Sqlite => "",
+        let claim = Claim {
+            destination,
+            now,
+            lease_ms,
+            limit,
+            per_stream,
         };
-        let select = format!(
-            "SELECT d.destination, d.seq, d.attempts, o.id, o.repository, o.action, o.body \
-             FROM event_deliveries d JOIN event_outbox o ON o.seq = d.seq \
-             WHERE (d.destination, d.seq) IN ({CLAIMABLE}) ORDER BY d.seq{lock}"
-        );
         let mut tx = self
             .write
             .begin()
             .await
             .map_err(MetadataError::query("begin claim"))?;
-        let serialize = match self.engine {
-            Engine::Postgres => "SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1)) AS locked",
-            // Take the write lock first, so that the read below sees what the claims of
-            // others committed.
-            Engine::Sqlite => "UPDATE event_deliveries SET seq = seq WHERE seq = $1",
-        };
-        sqlx::query(serialize)
-            .bind(CLAIM_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(MetadataError::query("serialize claims"))?;
-        let rows: Vec<ClaimRow> = sqlx::query_as(AssertSqlSafe(select))
-            .bind(now)
-            .bind(i64::from(limit))
-            .bind(i64::from(per_stream.max(1)))
-            .bind(destination)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(MetadataError::query("select claimable deliveries"))?;
-        let until = now.saturating_add(lease_ms);
-        for (destination, seq, ..) in &rows {
-            sqlx::query(
-                "UPDATE event_deliveries SET claimed_until = $1 WHERE destination = $2 AND seq = $3",
-            )
-            .bind(until)
-            .bind(destination.clone())
-            .bind(*seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(MetadataError::query("claim delivery"))?;
-        }
+        serialize(&mut tx, self.engine, Lock::Claims).await?;
+        let claimed = claim_in(&mut tx, self.engine, &claim).await?;
         tx.commit()
             .await
             .map_err(MetadataError::query("commit claim"))?;
-        rows.into_iter()
-            .map(
-                |(destination, seq, attempts, id, repository, action, body)| {
-                    Ok(ClaimedDelivery {
-                        action: Action::parse(&action).ok_or_else(|| {
-                            MetadataError::Corrupt(format!("event {seq} action {action}"))
-                        })?,
-                        destination,
-                        seq,
-                        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                        event_id: id,
-                        repository,
-                        body,
-                    })
-                },
-            )
-            .collect()
+        Ok(claimed)
+    }
+
+    /// One round of a deliverer, in one transaction: records the outcomes of its last claim,
+    /// fans out up to `fan_out_limit` new events (`wants` as in [`Metadata::fan_out_events`]),
+    /// and makes the next claim (as [`Metadata::claim_deliveries`]). Returns how many events
+    /// it fanned out and what it claimed. One transaction instead of three keeps the single
+    /// SQLite writer (and PostgreSQL's round trips) to one commit per round.
+    pub async fn delivery_round<F>(
+        &self,
+        outcomes: &[(String, i64, DeliveryOutcome)],
+        fan_out_limit: u32,
+        wants: F,
+        claim: &Claim<'_>,
+    ) -> Result<(u64, Vec<ClaimedDelivery>), MetadataError>
+    where
+        F: Fn(&UnfannedEvent) -> Vec<String>,
+    {
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(MetadataError::query("begin delivery round"))?;
+        // Claims first, then fan-out: a standalone fan-out takes only its own lock, so the
+        // two locks are never waited for in the other order.
+        serialize(&mut tx, self.engine, Lock::Claims).await?;
+        if self.engine == Engine::Postgres {
+            serialize(&mut tx, self.engine, Lock::FanOut).await?;
+        }
+        record_in(&mut tx, outcomes).await?;
+        // Due at the claim's `now`, so that the claim below takes them in this round.
+        let fanned = fan_out_in(&mut tx, fan_out_limit, &wants, claim.now).await?;
+        let claimed = claim_in(&mut tx, self.engine, claim).await?;
+        tx.commit()
+            .await
+            .map_err(MetadataError::query("commit delivery round"))?;
+        Ok((fanned, claimed))
     }
 
     /// Records the outcomes of claimed deliveries, in one transaction.
@@ -394,45 +584,12 @@ impl Metadata {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let now = now_millis();
         let mut tx = self
             .write
             .begin()
             .await
             .map_err(MetadataError::query("begin delivery outcomes"))?;
-        for (destination, seq, outcome) in outcomes {
-            let (state, next, error) = match outcome {
-                DeliveryOutcome::Delivered => ("delivered", now, None),
-                DeliveryOutcome::RetryAt { at, error } => ("pending", *at, Some(error.as_str())),
-                DeliveryOutcome::Dead { error } => ("dead", now, Some(error.as_str())),
-                DeliveryOutcome::Released => {
-                    sqlx::query(
-                        "UPDATE event_deliveries SET claimed_until = NULL \
-                         WHERE destination = $1 AND seq = $2 AND state = 'pending'",
-                    )
-                    .bind(destination.clone())
-                    .bind(*seq)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(MetadataError::query("release delivery"))?;
-                    continue;
-                }
-            };
-            sqlx::query(
-                "UPDATE event_deliveries SET state = $1, attempts = attempts + 1, \
-                 next_attempt_at = $2, claimed_until = NULL, last_error = $3, updated_at = $4 \
-                 WHERE destination = $5 AND seq = $6",
-            )
-            .bind(state)
-            .bind(next)
-            .bind(error.map(str::to_owned))
-            .bind(now)
-            .bind(destination.clone())
-            .bind(*seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(MetadataError::query("record delivery outcome"))?;
-        }
+        record_in(&mut tx, outcomes).await?;
         tx.commit()
             .await
             .map_err(MetadataError::query("commit delivery outcomes"))

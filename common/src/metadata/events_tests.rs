@@ -462,3 +462,78 @@ async fn concurrent_prefix_claims_take_disjoint_prefixes() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_delivery_round_records_fans_out_and_claims_in_one_transaction() {
+    for (engine, meta, _guard) in engines().await {
+        meta.insert_events(&[
+            event("d/a", Action::Push, 1),
+            event("d/a", Action::Push, 2),
+            event("d/b", Action::Push, 3),
+        ])
+        .await
+        .expect("insert");
+        let now = now_millis();
+        let claim = Claim {
+            destination: "nats",
+            now,
+            lease_ms: LEASE,
+            limit: 10,
+            per_stream: 1,
+        };
+        // Fanned out and claimed at once: the head of each stream.
+        let (fanned, first) = meta
+            .delivery_round(&[], 100, everywhere, &claim)
+            .await
+            .expect("round");
+        assert_eq!(fanned, 3, "{engine}");
+        assert_eq!(
+            ids(&first),
+            [pair("nats", "d/a-1"), pair("nats", "d/b-3")],
+            "{engine}"
+        );
+        // The other destination's rows were made by that fan-out too.
+        let hook = meta
+            .claim_deliveries("webhook:ci", now, LEASE, 10, 1)
+            .await
+            .expect("claim");
+        assert_eq!(hook.len(), 2, "{engine}");
+        // The outcomes of the first claim are recorded before the next claim reads.
+        let outcomes: Vec<_> = first
+            .iter()
+            .map(|c| (c.destination.clone(), c.seq, DeliveryOutcome::Delivered))
+            .collect();
+        let (fanned, second) = meta
+            .delivery_round(&outcomes, 100, everywhere, &claim)
+            .await
+            .expect("round");
+        assert_eq!(fanned, 0, "{engine}");
+        assert_eq!(ids(&second), [pair("nats", "d/a-2")], "{engine}");
+        let released = [("nats".to_owned(), second[0].seq, DeliveryOutcome::Released)];
+        let (_, third) = meta
+            .delivery_round(&released, 100, everywhere, &claim)
+            .await
+            .expect("round");
+        assert_eq!(
+            ids(&third),
+            [pair("nats", "d/a-2")],
+            "{engine}: released, claimed again"
+        );
+        assert_eq!(third[0].attempts, 0, "{engine}");
+        let (_, last) = meta
+            .delivery_round(
+                &[("nats".to_owned(), third[0].seq, DeliveryOutcome::Delivered)],
+                100,
+                everywhere,
+                &claim,
+            )
+            .await
+            .expect("round");
+        assert!(last.is_empty(), "{engine}: {last:?}");
+        assert_eq!(
+            meta.event_backlog().await.expect("backlog").pending,
+            3,
+            "{engine}: only the webhook's rows wait"
+        );
+    }
+}

@@ -47,7 +47,7 @@ pub use blob_lock::BlobLock;
 pub use blobs::{Deletion, LINK_USE_REFRESH};
 pub use cache::{CachedManifest, EvictionCandidate, TaggedManifest};
 pub use events::{
-    ClaimedDelivery, DeadLetter, DeliveryOutcome, EventBacklog, EventsPurged, NewEvent,
+    Claim, ClaimedDelivery, DeadLetter, DeliveryOutcome, EventBacklog, EventsPurged, NewEvent,
     UnfannedEvent,
 };
 pub use maintenance::{Indexed, LinkRef, ManifestRow, StaleUpload, cutoff};

@@ -5,8 +5,9 @@
 //! a send that failed after the destination took it is sent again, with the same event id
 //! for the receiver's dedup).
 //!
-//! Every destination gets the same payload, distribution's notification envelope holding one
-//! event: `{"events":[<body>]}`.
+//! Every destination gets distribution's notification envelope: NATS one message per event,
+//! `{"events":[<body>]}`; a webhook request carries up to its `max_events_per_request` events
+//! of one repository, in order, `{"events":[<body>,<body>,…]}` ([`Destinations::send_all`]).
 
 pub mod nats;
 pub mod webhook;
@@ -36,10 +37,33 @@ pub struct OutgoingEvent {
 }
 
 impl OutgoingEvent {
-    /// The envelope every destination sends.
+    /// The envelope of this event alone.
     pub fn envelope(&self) -> String {
-        format!("{{\"events\":[{}]}}", self.body)
+        envelope(std::slice::from_ref(self))
     }
+}
+
+/// distribution's envelope of `events`, in order: `{"events":[<body>,…]}`.
+pub fn envelope(events: &[OutgoingEvent]) -> String {
+    let mut out =
+        String::with_capacity(events.iter().map(|e| e.body.len() + 1).sum::<usize>() + 12);
+    out.push_str("{\"events\":[");
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&event.body);
+    }
+    out.push_str("]}");
+    out
+}
+
+/// A send of several events that stopped at a failure: the first `accepted` were taken by the
+/// destination, the next one failed, and none after it counts as taken.
+#[derive(Debug)]
+pub struct PartialSend {
+    pub accepted: usize,
+    pub error: SendError,
 }
 
 /// A send that did not succeed; the message never holds a secret.
@@ -133,6 +157,37 @@ impl Destinations {
                 "no such destination is configured (removed from the configuration?)",
             )),
         }
+    }
+
+    /// The most events one [`Destinations::send_all`] to `destination` takes in one request:
+    /// a webhook's `max_events_per_request`; NATS publishes each event as its own message.
+    pub fn events_per_send(&self, destination: &str) -> usize {
+        match self.webhook(destination) {
+            Some(hook) => hook.endpoint().max_events_per_request.max(1) as usize,
+            None => 1,
+        }
+    }
+
+    /// Sends events of one stream (destination and repository), in order, returning once all
+    /// were accepted or at the first failure. A webhook takes them in one request (all or
+    /// none: at most [`Destinations::events_per_send`]); NATS one message after the other.
+    pub async fn send_all(
+        &self,
+        destination: &str,
+        events: &[OutgoingEvent],
+    ) -> Result<(), PartialSend> {
+        if let Some(hook) = self.webhook(destination) {
+            return hook
+                .send_all(destination, events)
+                .await
+                .map_err(|error| PartialSend { accepted: 0, error });
+        }
+        for (accepted, event) in events.iter().enumerate() {
+            self.send(destination, event)
+                .await
+                .map_err(|error| PartialSend { accepted, error })?;
+        }
+        Ok(())
     }
 
     fn webhook(&self, destination: &str) -> Option<&WebhookDestination> {

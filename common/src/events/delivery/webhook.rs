@@ -1,9 +1,12 @@
-//! The webhook destinations: each event is `POST`ed to the endpoint's URL as distribution's
-//! notification envelope (`{"events":[<body>]}`, `Content-Type:
-//! application/vnd.docker.distribution.events.v1+json`), with the endpoint's own headers,
-//! `X-Registry-Event-Id: <event id>` (the receiver's idempotency key: a retried event keeps
-//! its id) and, when the endpoint has a secret, `X-Registry-Signature-256: sha256=<hex>`, the
-//! HMAC-SHA256 of the exact body bytes under that secret.
+//! The webhook destinations: events are `POST`ed to the endpoint's URL as distribution's
+//! notification envelope (`{"events":[<body>,…]}`, `Content-Type:
+//! application/vnd.docker.distribution.events.v1+json`), up to the endpoint's
+//! `max_events_per_request` events of one repository per request, in order, with the
+//! endpoint's own headers, `X-Registry-Event-Id: <id>, <id>, …` (the events' ids in body
+//! order; each event's `id` is the receiver's idempotency key: a retried event keeps its id,
+//! though it may come back in a request of other events) and, when the endpoint has a secret,
+//! `X-Registry-Signature-256: sha256=<hex>`, the HMAC-SHA256 of the exact body bytes under
+//! that secret.
 //!
 //! A send succeeds on any 2xx answer within the endpoint's timeout (which covers connecting,
 //! sending and the answer's head). Redirects are not followed (a 3xx is a failure: the
@@ -16,12 +19,12 @@ use hmac::{Hmac, KeyInit, Mac};
 use reqwest_tls::header::CONTENT_TYPE;
 use sha2::Sha256;
 
-use super::{OutgoingEvent, SendError};
+use super::{OutgoingEvent, SendError, envelope};
 use crate::config::WebhookEndpoint;
 
 /// distribution's media type of a notification envelope.
 pub const EVENTS_MEDIA_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
-/// The header carrying the event id.
+/// The header carrying the events' ids (comma-separated, in body order).
 pub const EVENT_ID_HEADER: &str = "X-Registry-Event-Id";
 /// The header carrying `sha256=<hex HMAC-SHA256(secret, body)>`.
 pub const SIGNATURE_HEADER: &str = "X-Registry-Signature-256";
@@ -55,15 +58,30 @@ impl WebhookDestination {
 
     /// `POST`s one event; `destination` is this endpoint's destination name (for errors).
     pub async fn send(&self, destination: &str, event: &OutgoingEvent) -> Result<(), SendError> {
+        self.send_all(destination, std::slice::from_ref(event))
+            .await
+    }
+
+    /// `POST`s `events` (of one repository, in order) in one request: accepted all, or none.
+    pub async fn send_all(
+        &self,
+        destination: &str,
+        events: &[OutgoingEvent],
+    ) -> Result<(), SendError> {
         let fail = |message: String| SendError::new(destination, message);
         let client = CLIENT.as_ref().map_err(|e| fail(e.clone()))?;
         let endpoint = &self.endpoint;
-        let body = event.envelope();
+        let body = envelope(events);
+        let ids = events
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut request = client
             .post(&endpoint.url)
             .timeout(endpoint.timeout)
             .header(CONTENT_TYPE, EVENTS_MEDIA_TYPE)
-            .header(EVENT_ID_HEADER, &event.id);
+            .header(EVENT_ID_HEADER, ids);
         for (name, value) in &endpoint.headers {
             request = request.header(name, value);
         }
