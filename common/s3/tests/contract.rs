@@ -75,6 +75,24 @@ async fn stored_part_sizes(storage: &registry_s3::S3Storage, blob: &BlobKey) -> 
     sizes
 }
 
+/// Each inclusive range `(start, end)` of `blob` reads back as those bytes of `all`.
+async fn assert_ranges(
+    storage: &registry_s3::S3Storage,
+    blob: &BlobKey,
+    all: &[u8],
+    ranges: &[(u64, u64)],
+) {
+    for &(start, end) in ranges {
+        let range = ByteRange { start, end };
+        let read = storage.read(blob, Some(range)).await.expect("ranged read");
+        let got = collect(read).await;
+        assert!(
+            got == all[start as usize..=end as usize],
+            "range {start}-{end}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn mixed_parts_make_a_blob_of_equal_parts() {
     let storage = storage().await;
@@ -93,18 +111,17 @@ async fn mixed_parts_make_a_blob_of_equal_parts() {
     );
     assert_eq!(parts.iter().sum::<u64>(), all.len() as u64);
     // Ranges, across the parts' seams.
-    for (start, end) in [
-        (0, 0),
-        (1023, 1024),
-        (8 * MIB as u64 - 3, 8 * MIB as u64 + 3),
-    ] {
-        let range = ByteRange { start, end };
-        let got = collect(storage.read(&blob, Some(range)).await.unwrap()).await;
-        assert!(
-            got == all[start as usize..=end as usize],
-            "range {start}-{end}"
-        );
-    }
+    assert_ranges(
+        &storage,
+        &blob,
+        &all,
+        &[
+            (0, 0),
+            (1023, 1024),
+            (8 * MIB as u64 - 3, 8 * MIB as u64 + 3),
+        ],
+    )
+    .await;
     storage.delete_parts(&keys).await.unwrap();
     assert!(collect(storage.read(&blob, None).await.unwrap()).await == all);
     storage.delete_blob(&blob).await.unwrap();
@@ -124,17 +141,16 @@ async fn aligned_parts_are_copied_in_parts_of_their_size() {
     assert!(collect(storage.read(&blob, None).await.unwrap()).await == all);
     let parts = stored_part_sizes(&storage, &blob).await;
     assert_eq!(parts, sizes.map(|s| s as u64));
-    for (start, end) in [
-        (12 * MIB as u64 - 2, 12 * MIB as u64 + 1),
-        (0, 36 * MIB as u64),
-    ] {
-        let range = ByteRange { start, end };
-        let got = collect(storage.read(&blob, Some(range)).await.unwrap()).await;
-        assert!(
-            got == all[start as usize..=end as usize],
-            "range {start}-{end}"
-        );
-    }
+    assert_ranges(
+        &storage,
+        &blob,
+        &all,
+        &[
+            (12 * MIB as u64 - 2, 12 * MIB as u64 + 1),
+            (0, 36 * MIB as u64),
+        ],
+    )
+    .await;
     storage.delete_parts(&keys).await.unwrap();
     storage.delete_blob(&blob).await.unwrap();
 }
