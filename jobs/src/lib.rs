@@ -59,6 +59,7 @@
 mod cache_evict;
 pub mod deliver_events;
 mod gc;
+pub mod import;
 mod index;
 mod project_storage;
 mod report;
