@@ -77,6 +77,7 @@ use registry_common::config::{EventsConfig, UpstreamConfig};
 use registry_common::events::delivery::Destinations;
 use registry_common::metadata::Metadata;
 use registry_common::services::events::{Deliverer, DeliveryPolicy};
+use registry_common::state::AppState;
 use registry_common::storage::Storage;
 pub use report::{JobError, JobReport};
 
@@ -104,6 +105,18 @@ pub fn deliverer(metadata: &Metadata, events: &EventsConfig) -> Option<Deliverer
 }
 
 impl JobContext {
+    /// The context of jobs run inside a serving process (the single binary's timer, the
+    /// `/internal/` endpoints): its state's database, storage and upstreams.
+    pub fn of_state(state: &AppState, config: JobsConfig, events: &EventsConfig) -> JobContext {
+        JobContext {
+            metadata: state.metadata.clone(),
+            storage: state.storage.clone(),
+            config,
+            upstreams: state.cache.upstreams(),
+            deliverer: deliverer(&state.metadata, events),
+        }
+    }
+
     fn grace(&self) -> Duration {
         Duration::from_secs(self.config.gc_grace_secs)
     }

@@ -84,6 +84,14 @@ pub enum JobError {
 }
 
 impl JobError {
+    /// The reports of the jobs that ran, when items failed (empty for the other errors).
+    pub fn reports(&self) -> &[JobReport] {
+        match self {
+            JobError::ItemsFailed { reports } => reports,
+            _ => &[],
+        }
+    }
+
     pub(crate) fn metadata(job: &'static str) -> impl FnOnce(MetadataError) -> JobError {
         move |source| JobError::Metadata { job, source }
     }

@@ -27,13 +27,7 @@ pub fn start(state: &AppState, config: JobsConfig, events: &EventsConfig) {
         return;
     }
     let interval = Duration::from_secs(config.jobs_interval_secs);
-    let ctx = JobContext {
-        metadata: state.metadata.clone(),
-        storage: state.storage.clone(),
-        config,
-        upstreams: state.cache.upstreams(),
-        deliverer: crate::deliverer(&state.metadata, events),
-    };
+    let ctx = JobContext::of_state(state, config, events);
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

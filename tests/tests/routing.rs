@@ -195,7 +195,7 @@ async fn service_apps(data: &std::path::Path) -> BTreeMap<&'static str, Router> 
         ("blob", app(registry_blob::service_routes())),
         ("manifest", app(registry_manifest::service_routes())),
         ("upload", app(registry_upload::service_routes())),
-        ("api", app(registry_api::service_routes())),
+        ("api", app(registry_api::service_routes(&config))),
     ])
 }
 
@@ -326,4 +326,7 @@ fn routing_rules_follow_the_url_map_semantics() {
     assert_eq!(table.route("GET", "/healthz"), "manifest");
     assert_eq!(table.route("GET", "/api"), "manifest");
     assert_eq!(table.route("GET", "/api/x"), "api");
+    // The job endpoints (INTERNAL_SECRET) are the api service's too.
+    assert_eq!(table.route("POST", "/internal/runAll"), "api");
+    assert_eq!(table.route("POST", "/internal/runBlobGC"), "api");
 }

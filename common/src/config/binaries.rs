@@ -3,8 +3,8 @@
 //! `from_env` is the one place each binary reads the environment; `from_vars` is pure.
 
 use super::{
-    ApiConfig, AuthConfig, ConfigError, DbConfig, EventsConfig, JobsConfig, LimitsConfig,
-    LogConfig, ServerConfig, StorageConfig, UpstreamsConfig, Vars,
+    ApiConfig, AuthConfig, ConfigError, DbConfig, EventsConfig, InternalConfig, JobsConfig,
+    LimitsConfig, LogConfig, ServerConfig, StorageConfig, UpstreamsConfig, Vars,
 };
 
 /// A Cloud Run service binary: `blob`, `manifest`, `upload` or `api`.
@@ -21,6 +21,9 @@ pub struct ServiceConfig {
     pub upstreams: UpstreamsConfig,
     /// Events: their destinations (`NATS_*`, `WEBHOOKS_FILE`) and delivery (`EVENTS_*`).
     pub events: EventsConfig,
+    /// The job endpoints `POST /internal/…` (`INTERNAL_SECRET`), served by `api` and the
+    /// single binary.
+    pub internal: InternalConfig,
 }
 
 impl ServiceConfig {
@@ -40,6 +43,7 @@ impl ServiceConfig {
             api: ApiConfig::from_vars(vars)?,
             upstreams: UpstreamsConfig::from_vars(vars)?,
             events: EventsConfig::from_vars(vars)?,
+            internal: InternalConfig::from_vars(vars)?,
             server,
             auth,
         })

@@ -5,7 +5,7 @@
 //!
 //! | Request | Needs |
 //! |---|---|
-//! | `/healthz`, `/auth/token` | nothing (the token endpoint checks its own credentials) |
+//! | `/healthz`, `/auth/token`, `/internal/…` | nothing (the token endpoint and the job endpoints check their own credentials) |
 //! | `/v2/<name>/…` | the action of the method (`pull`: GET/HEAD, `push`: POST/PUT/PATCH, `delete`: DELETE) on `<name>` |
 //! | `/v2/_catalog` | authentication (tokens: `registry:catalog:*`); entries filtered by `pull` |
 //! | `/api/…` | nothing here: the handler authorizes per project, and answers refusals (wrong credentials included) in the management API's envelope |
@@ -21,7 +21,7 @@ use http::header::HOST;
 use http::request::Parts;
 
 use super::oci_error::{OciCode, RegistryError};
-use super::route::{HEALTHZ_PATH, TOKEN_PATH};
+use super::route::{HEALTHZ_PATH, JOB_ENDPOINTS_PREFIX, TOKEN_PATH};
 use crate::auth::{Action, Caller, Credentials, Principal};
 use crate::oci::RepositoryName;
 use crate::state::AppState;
@@ -38,7 +38,7 @@ enum Need {
 impl Need {
     fn of(request: &Request) -> Need {
         let path = request.uri().path();
-        if path == HEALTHZ_PATH || path == TOKEN_PATH {
+        if path == HEALTHZ_PATH || path == TOKEN_PATH || path.starts_with(JOB_ENDPOINTS_PREFIX) {
             return Need::Nothing;
         }
         if path == "/api" || path.starts_with("/api/") {

@@ -26,6 +26,9 @@ pub const TOKEN_PATH: &str = "/auth/token";
 /// The liveness probe, served by every binary.
 pub const HEALTHZ_PATH: &str = "/healthz";
 
+/// Where the job endpoints live (`INTERNAL_SECRET`; they check their own Bearer token).
+pub const JOB_ENDPOINTS_PREFIX: &str = "/internal/";
+
 /// An endpoint of the distribution API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {

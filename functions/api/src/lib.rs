@@ -7,10 +7,12 @@
 //! management service and answer; the deletes run in a task of their own, so that a client
 //! that goes away does not stop one half-way ([`request::detached`]). `GET /api/openapi.json`
 //! serves the OpenAPI document of it all (`functions/api/openapi.json`), to anyone. Browsers of
-//! the dashboards named by `API_CORS_ORIGINS` may call it ([`cors`]).
+//! the dashboards named by `API_CORS_ORIGINS` may call it ([`cors`]). With `INTERNAL_SECRET`,
+//! the scheduled jobs are also served as `POST /internal/<job>` ([`internal`]).
 
 pub mod cors;
 pub mod envelope;
+pub mod internal;
 pub mod methods;
 pub mod request;
 
@@ -20,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use http::Method;
 use http::header::CONTENT_TYPE;
+use registry_common::config::ServiceConfig;
 use registry_common::state::AppState;
 
 use envelope::ApiError;
@@ -54,9 +57,10 @@ pub fn router() -> Router<AppState> {
         .layer(cors::layer())
 }
 
-/// What the `api` binary serves: the management API alone.
-pub fn service_routes() -> Router<AppState> {
-    router()
+/// What the `api` binary serves: the management API, and the job endpoints when
+/// `INTERNAL_SECRET` is set ([`internal`]).
+pub fn service_routes(config: &ServiceConfig) -> Router<AppState> {
+    router().merge(internal::router(&config.internal, &config.events))
 }
 
 /// `GET /api/openapi.json`: the OpenAPI document.

@@ -18,7 +18,7 @@ fn main() -> std::process::ExitCode {
         .merge(registry_blob::router())
         .merge(registry_manifest::router())
         .merge(registry_upload::router())
-        .merge(registry_api::router());
+        .merge(registry_api::service_routes(&config.service));
     let plugins = Plugins {
         storage: StorageBackends::default()
             .with_gcs(registry_gcs::open_storage)
