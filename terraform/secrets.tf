@@ -19,6 +19,8 @@ locals {
     NATS_URL      = "nats-url"
     NATS_PASSWORD = "nats-password"
     NATS_TOKEN    = "nats-token"
+    # The api service's job endpoints (POST /internal/…), for schedulers that call URLs.
+    INTERNAL_SECRET = "internal-secret"
   }
   # Secret key => the variable naming the file it is mounted as.
   secret_file_vars = {
@@ -43,6 +45,7 @@ locals {
     "nats-token"        = local.nats && nonsensitive(var.nats_token != null)
     "nats-creds"        = local.nats && nonsensitive(var.nats_creds != null)
     "webhooks"          = nonsensitive(var.webhooks != null)
+    "internal-secret"   = nonsensitive(var.internal_secret != null)
   }
 
   # Events: NATS configured, and the signing secrets of the webhooks (variable => secret key).
@@ -78,6 +81,7 @@ locals {
     "nats-token"        = var.nats_token
     "nats-creds"        = var.nats_creds
     "webhooks"          = var.webhooks
+    "internal-secret"   = var.internal_secret
   }
   webhook_secret_data = { for variable, key in local.webhook_secret_vars : key => var.webhook_secrets[variable] }
 }

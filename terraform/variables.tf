@@ -102,6 +102,17 @@ variable "jwt_secret" {
   sensitive   = true
 }
 
+variable "internal_secret" {
+  description = "INTERNAL_SECRET (at least 16 bytes): serves the jobs as POST /internal/<job> on the api service, for schedulers that call URLs (the Deploys.app registry's). Null: not served; the jobs run as Cloud Run Jobs either way."
+  type        = string
+  default     = null
+  sensitive   = true
+  validation {
+    condition     = var.internal_secret == null || try(length(var.internal_secret) >= 16, false)
+    error_message = "internal_secret: at least 16 bytes."
+  }
+}
+
 variable "token_signing_key" {
   description = "PEM private key (RSA, or EC in PKCS#8) that signs issued tokens instead of JWT_SECRET (TOKEN_SIGNING_KEY_FILE)."
   type        = string
@@ -372,7 +383,7 @@ variable "webhook_secrets" {
   validation {
     condition = alltrue([
       for name in keys(var.webhook_secrets) :
-      can(regex("^[A-Z][A-Z0-9_]*$", name)) && !contains(["DATABASE_URL", "JWT_SECRET", "NATS_URL", "NATS_PASSWORD", "NATS_TOKEN"], name)
+      can(regex("^[A-Z][A-Z0-9_]*$", name)) && !contains(["DATABASE_URL", "JWT_SECRET", "NATS_URL", "NATS_PASSWORD", "NATS_TOKEN", "INTERNAL_SECRET"], name)
     ])
     error_message = "webhook_secrets: keys are variable names (upper-case letters, digits, _), none of the registry's own secret variables."
   }
