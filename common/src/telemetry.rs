@@ -42,6 +42,13 @@ static TRACER_PROVIDER: OnceLock<opentelemetry_sdk::trace::TracerProvider> = Onc
 
 /// Installs the global subscriber; call once, first thing in `main`.
 pub fn init(config: &LogConfig) {
+    install(config);
+    for note in &config.settings_notes {
+        tracing::info!(note = %note, "setting of another registry read");
+    }
+}
+
+fn install(config: &LogConfig) {
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     let json = config.log_format == "json";
     let project = config

@@ -190,7 +190,7 @@ pub fn registry_bin() -> PathBuf {
 /// kernel may give it to any outgoing connection (a client, a database pool) of a loaded
 /// machine, so the registry would fail with "Address already in use". Below the range only
 /// another test can take it; the start differs per process and per call.
-pub(crate) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const LOW: u32 = 20_000;
     const SPAN: u32 = 12_000;
@@ -230,7 +230,22 @@ impl Registry {
             }
             _ => None,
         };
+        if let Some(database) = &database {
+            env.push(("DATABASE_URL".into(), database.url().to_owned()));
+        }
         Registry::spawn(data, database, env).await
+    }
+
+    /// Starts the single binary with `env` alone (beside `HOST`, `PORT` and `DATA_DIR`): none
+    /// of the `TEST_STORAGE` or `TEST_METADATA` settings are added, for tests that start it
+    /// with another registry's settings. `database` lives as long as the registry.
+    pub async fn start_alone(env: &[(&str, &str)], database: Option<TestDatabase>) -> Registry {
+        let data = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Registry::spawn(data, database.map(Arc::new), env).await
     }
 
     /// Starts another process on the same data directory and database: several instances
@@ -250,9 +265,6 @@ impl Registry {
         env: Vec<(String, String)>,
     ) -> Registry {
         let mut full_env: Vec<(String, String)> = vec![("DB_MAX_CONNECTIONS".into(), "4".into())];
-        if let Some(database) = &database {
-            full_env.push(("DATABASE_URL".into(), database.url().to_owned()));
-        }
         full_env.extend(env.iter().cloned());
         let (process, port, log_path) = if services_topology() {
             let fleet = services::Fleet::start_in(data.path(), &full_env).await;
@@ -475,7 +487,16 @@ fn spawn_single(root: &Path, env: &[(String, String)]) -> (Child, u16, PathBuf) 
         "registry binary not found at {} (run `cargo build -p registry` or set REGISTRY_BIN)",
         bin.display()
     );
-    let port = free_port();
+    // A test of distribution's settings gives the address and level in its names.
+    let given = |name: &str| env.iter().any(|(k, _)| k == name);
+    let port = match env.iter().find(|(k, _)| k == "REGISTRY_HTTP_ADDR") {
+        Some((_, addr)) => addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("REGISTRY_HTTP_ADDR with a port"),
+        None => free_port(),
+    };
     let log_path = root.join(format!("registry-{port}.log"));
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -486,13 +507,21 @@ fn spawn_single(root: &Path, env: &[(String, String)]) -> (Child, u16, PathBuf) 
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
         .env("DATA_DIR", root.join("data"))
-        .env("LOG_LEVEL", "info")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone log handle"))
         .stderr(log);
+    if !given("REGISTRY_HTTP_ADDR") {
+        command
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string());
+    }
+    if !given("REGISTRY_LOG_LEVEL") {
+        command.env("LOG_LEVEL", "info");
+    }
+    if given("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY") {
+        command.env_remove("DATA_DIR");
+    }
     for (k, v) in env {
         command.env(k, v);
     }
@@ -506,7 +535,8 @@ fn dead_child() -> Child {
     child
 }
 
-/// Runs `bin args` with only `env` (plus `HOST=127.0.0.1`, `PORT=0` and a fresh `DATA_DIR`)
+/// Runs `bin args` with only `env` (plus a fresh `DATA_DIR`, and `HOST=127.0.0.1`, `PORT=0`
+/// unless `env` has distribution's `REGISTRY_HTTP_ADDR`)
 /// and returns its error output and that data directory; it must exit within `within` with
 /// status 2 (a configuration it cannot use stops it before it serves).
 pub fn start_fails(
@@ -516,12 +546,13 @@ pub fn start_fails(
     within: Duration,
 ) -> (String, tempfile::TempDir) {
     let data = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(bin)
-        .args(args)
-        .env_clear()
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("DATA_DIR", data.path())
+    let mut command = Command::new(bin);
+    command.args(args).env_clear().env("DATA_DIR", data.path());
+    // distribution's address setting stands for both.
+    if !env.iter().any(|(k, _)| *k == "REGISTRY_HTTP_ADDR") {
+        command.env("HOST", "127.0.0.1").env("PORT", "0");
+    }
+    let mut child = command
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -166,7 +166,8 @@ async fn the_service_gets_the_callers_credentials_and_the_question() {
         (
             "DELETE",
             "/v2/alpha/app/manifests/nope",
-            json!({"project": "alpha", "permission": "registry.delete"}),
+            // Deletes are `registry.push`, as the Deploys.app API names them.
+            json!({"project": "alpha", "permission": "registry.push"}),
         ),
     ];
     for (method, path, question) in cases {

@@ -193,7 +193,11 @@ impl Caller {
             }
             (Mode::Token(_), _) => Err(self.unauthenticated(Some(&resource.scope(action)))),
             (Mode::Delegated { service, .. }, Principal::Delegated { header, .. }) => {
-                let permission = format!("registry.{action}");
+                // The Deploys.app API's names: deletes need `registry.push` there.
+                let permission = match action {
+                    Action::Delete => "registry.push".to_owned(),
+                    other => format!("registry.{other}"),
+                };
                 match service.ask(header, Some(project), &permission).await? {
                     Answer::Allowed => Ok(()),
                     Answer::Denied => Err(AuthError::Denied),

@@ -11,7 +11,8 @@
 //! {"project": "alpha", "permission": "registry.pull"}
 //! ```
 //!
-//! `permission` is `registry.<action>` (`pull`, `push`, `delete`, `list`, `get`), or
+//! `permission` is `registry.<action>` (`pull` for reads, `push` for writes and deletes,
+//! `list`, `get`: the Deploys.app API's names, so that its service answers unchanged), or
 //! `registry.login` with `"project": null` for `GET /v2/` (are these credentials valid at all?).
 //! The service answers `200` with `{"allowed": true|false}` (or that object as `result` of a
 //! `{"ok": true, "result": …}` envelope), `401` when the credentials are not valid, `403` when

@@ -170,7 +170,11 @@ impl Authorizer {
             AuthMode::None => Mode::None,
             AuthMode::Basic => Mode::Basic {
                 users: users(true)?.ok_or_else(|| missing("HTPASSWD_FILE"))?,
-                rules: rules(true)?.ok_or_else(|| missing("AUTH_RULES_FILE"))?,
+                rules: if config.auth_users_all_rights {
+                    Rules::every_user_everything()
+                } else {
+                    rules(true)?.ok_or_else(|| missing("AUTH_RULES_FILE"))?
+                },
                 realm: config.auth_realm.clone(),
             },
             AuthMode::Token => {

@@ -214,6 +214,19 @@ impl Rules {
         })
     }
 
+    /// Every authenticated user may do everything on every project; anonymous callers
+    /// nothing (`AUTH_USERS_ALL_RIGHTS`).
+    pub fn every_user_everything() -> Rules {
+        Rules {
+            memberships: BTreeMap::new(),
+            rules: vec![Rule {
+                subjects: vec![Subject::Authenticated],
+                projects: vec![Pattern(vec![Piece::Star])],
+                actions: Actions::all(),
+            }],
+        }
+    }
+
     /// Parses the text of a rules file.
     pub fn from_json(text: &str) -> Result<Rules, String> {
         Rules::parse(text).map_err(|e| match e {

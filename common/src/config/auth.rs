@@ -56,6 +56,11 @@ pub struct AuthConfig {
     /// token endpoint).
     #[serde(default)]
     pub auth_rules_file: Option<PathBuf>,
+    /// `AUTH_USERS_ALL_RIGHTS`: with `basic` and no rules file, every user of the htpasswd
+    /// file may do everything on every project (what an htpasswd file means to
+    /// distribution). Off by default.
+    #[serde(default)]
+    pub auth_users_all_rights: bool,
     /// `AUTH_CACHE_TTL_SECS`: how long a verified password or a permission service's answer
     /// is remembered; 0 remembers nothing.
     #[serde(default = "default_auth_cache_ttl")]
@@ -164,7 +169,17 @@ impl AuthConfig {
             }
             AuthMode::Basic => {
                 needs(self.htpasswd_file.is_some(), "HTPASSWD_FILE")?;
-                needs(self.auth_rules_file.is_some(), "AUTH_RULES_FILE")?;
+                if self.auth_users_all_rights && self.auth_rules_file.is_some() {
+                    return Err(
+                        "AUTH_USERS_ALL_RIGHTS=true and AUTH_RULES_FILE are both set: \
+                                the rules file says who may do what, keep one"
+                            .to_owned(),
+                    );
+                }
+                needs(
+                    self.auth_rules_file.is_some() || self.auth_users_all_rights,
+                    "AUTH_RULES_FILE (or AUTH_USERS_ALL_RIGHTS=true)",
+                )?;
             }
             AuthMode::Token => {
                 needs(

@@ -2,6 +2,7 @@
 //! `jobs` binary reads no server or authentication settings, so it cannot fail on them).
 //! `from_env` is the one place each binary reads the environment; `from_vars` is pure.
 
+use super::dropin::translate;
 use super::{
     ApiConfig, AuthConfig, ConfigError, DbConfig, EventsConfig, InternalConfig, JobsConfig,
     LimitsConfig, LogConfig, ServerConfig, StorageConfig, UpstreamsConfig, Vars,
@@ -32,14 +33,17 @@ impl ServiceConfig {
         Self::from_vars(&Vars::from_env())
     }
 
+    /// From `vars`, other registries' names among them (see `dropin`).
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let translated = translate(vars)?;
+        let vars = &translated.vars;
         let server = ServerConfig::from_vars(vars)?;
         let auth = AuthConfig::from_vars(vars, server.host)?;
         Ok(ServiceConfig {
             storage: StorageConfig::from_vars(vars)?,
             db: DbConfig::from_vars(vars)?,
             limits: LimitsConfig::from_vars(vars)?,
-            log: LogConfig::from_vars(vars)?,
+            log: LogConfig::from_vars(vars)?.with_notes(translated.notes.clone()),
             api: ApiConfig::from_vars(vars)?,
             upstreams: UpstreamsConfig::from_vars(vars)?,
             events: EventsConfig::from_vars(vars)?,
@@ -71,7 +75,7 @@ impl RegistryConfig {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(RegistryConfig {
             service: ServiceConfig::from_vars(vars)?,
-            jobs: JobsConfig::from_vars(vars)?,
+            jobs: JobsConfig::from_vars(&translate(vars)?.vars)?,
         })
     }
 }
@@ -95,11 +99,14 @@ impl JobsBinaryConfig {
         Self::from_vars(&Vars::from_env())
     }
 
+    /// From `vars`, other registries' names among them (see `dropin`).
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let translated = translate(vars)?;
+        let vars = &translated.vars;
         Ok(JobsBinaryConfig {
             storage: StorageConfig::from_vars(vars)?,
             db: DbConfig::from_vars(vars)?,
-            log: LogConfig::from_vars(vars)?,
+            log: LogConfig::from_vars(vars)?.with_notes(translated.notes.clone()),
             jobs: JobsConfig::from_vars(vars)?,
             upstreams: UpstreamsConfig::from_vars(vars)?,
             events: EventsConfig::from_vars(vars)?,

@@ -12,6 +12,7 @@
 mod api;
 mod auth;
 mod binaries;
+mod dropin;
 mod events;
 mod internal;
 mod jobs;

@@ -36,8 +36,10 @@ pub struct S3Config {
     /// reach under another name than the registry does (a proxy, a custom domain). Unset: the
     /// endpoint the registry uses.
     pub public_endpoint: Option<String>,
-    /// Fixed keys instead of the AWS credential chain, for tests and embedders; never read
-    /// from the environment (there, `AWS_ACCESS_KEY_ID` and the chain apply).
+    /// Fixed keys instead of the AWS credential chain: `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` when both are set without `AWS_SESSION_TOKEN` (the chain's
+    /// own first step, read here so that distribution's `REGISTRY_STORAGE_S3_ACCESSKEY` and
+    /// `SECRETKEY` work the same), or given by tests and embedders.
     pub static_credentials: Option<StaticCredentials>,
 }
 
@@ -135,7 +137,17 @@ impl S3Config {
             redirect_downloads: flag(vars, "S3_REDIRECT_DOWNLOADS", true)?,
             presigned_url_ttl: Duration::from_secs(ttl),
             public_endpoint,
-            static_credentials: None,
+            static_credentials: match (
+                get("AWS_ACCESS_KEY_ID"),
+                get("AWS_SECRET_ACCESS_KEY"),
+                get("AWS_SESSION_TOKEN"),
+            ) {
+                (Some(access_key_id), Some(secret_access_key), None) => Some(StaticCredentials {
+                    access_key_id,
+                    secret_access_key,
+                }),
+                _ => None,
+            },
         })
     }
 }

@@ -85,6 +85,14 @@ pub struct LimitsConfig {
     /// `PAGE_MAX`: most entries a tag list or catalog page returns, whatever `n` asks.
     #[serde(default = "default_page_max")]
     pub page_max: u32,
+    /// `DELETE_ENABLED`: `false` refuses every delete (`/v2/` `DELETE`s answer `405
+    /// UNSUPPORTED`, the management API's deletes `UNSUPPORTED` too). On by default.
+    #[serde(default = "enabled")]
+    pub delete_enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 impl LimitsConfig {
@@ -109,7 +117,8 @@ fn default_page_max() -> u32 {
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LogConfig {
-    /// `LOG_LEVEL`: `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter.
+    /// `LOG_LEVEL`: `error`, `warn`, `info`, `debug`, `trace` (in any case), or a tracing
+    /// filter.
     #[serde(default = "default_log_level")]
     pub log_level: String,
     /// `LOG_FORMAT`: `text`, or `json` (Cloud Logging's structured format); `json` by default
@@ -121,11 +130,30 @@ pub struct LogConfig {
     /// `projects/<id>/traces/<trace>` only when it is set.
     #[serde(default)]
     pub google_cloud_project: Option<String>,
+    /// What start-up logs about other registries' settings it read (accepted, meaningless
+    /// here; see `config::dropin`).
+    #[serde(skip)]
+    pub settings_notes: Vec<String>,
 }
 
 impl LogConfig {
+    /// With the notes about other registries' settings that start-up logs.
+    pub(crate) fn with_notes(mut self, notes: Vec<String>) -> Self {
+        self.settings_notes = notes;
+        self
+    }
+
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let mut config: LogConfig = vars.parse()?;
+        // `LOG_LEVEL=INFO` (other registries' spelling) is the level, not a filter that
+        // matches nothing.
+        let level = config.log_level.to_ascii_lowercase();
+        if matches!(
+            level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace" | "off"
+        ) {
+            config.log_level = level;
+        }
         if vars.on_cloud_run() && vars.get("LOG_FORMAT").is_none() {
             config.log_format = "json".to_owned();
         }

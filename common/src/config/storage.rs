@@ -207,9 +207,10 @@ impl GcsConfig {
 /// The metadata database.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DbConfig {
-    /// `DATABASE_URL` (or `DB_URL`): `sqlite://…` or `postgres://…`; when unset, the SQLite
-    /// file `DATA_DIR/registry.db` (see [`DbConfig::url_in`]).
-    #[serde(default, alias = "db_url")]
+    /// `DATABASE_URL` (`DB_URL` is rewritten to it, see `config::dropin`): `sqlite://…` or
+    /// `postgres://…`; when unset, the SQLite file `DATA_DIR/registry.db` (see
+    /// [`DbConfig::url_in`]).
+    #[serde(default)]
     pub database_url: Option<String>,
     /// `DB_MAX_CONNECTIONS`: most connections in the pool (SQLite: the read pool; its writes
     /// always use one connection).

@@ -344,3 +344,270 @@ fn the_secret_never_prints() {
     let shown = format!("{config:?}");
     assert!(!shown.contains(SECRET), "{shown}");
 }
+
+#[test]
+fn the_deploys_app_registry_settings_mean_the_same_here() {
+    // Its deployment files: DB_URL, BUCKET_NAME, LOG_LEVEL in upper case; no STORAGE_BACKEND.
+    let pairs = [
+        ("DB_URL", "postgres://user:pass@host/db"),
+        ("BUCKET_NAME", "my-registry-bucket"),
+        ("LOG_LEVEL", "DEBUG"),
+    ];
+    let config = ServiceConfig::from_vars(&vars(&pairs)).unwrap();
+    assert_eq!(config.database_url(), "postgres://user:pass@host/db");
+    let StorageBackend::Gcs(gcs) = &config.storage.backend else {
+        panic!(
+            "BUCKET_NAME alone must mean GCS: {:?}",
+            config.storage.backend
+        )
+    };
+    assert_eq!(gcs.bucket_name, "my-registry-bucket");
+    assert_eq!(config.log.log_level, "debug");
+    let jobs = JobsBinaryConfig::from_vars(&vars(&pairs)).unwrap();
+    assert_eq!(jobs.storage.backend.name(), "gcs");
+
+    // An explicit STORAGE_BACKEND still decides.
+    let explicit = [("BUCKET_NAME", "b"), ("STORAGE_BACKEND", "fs")];
+    let config = ServiceConfig::from_vars(&vars(&explicit)).unwrap();
+    assert_eq!(config.storage.backend.name(), "fs");
+    // A filter is kept as written.
+    let filter = [("LOG_LEVEL", "registry=DEBUG,info")];
+    let config = ServiceConfig::from_vars(&vars(&filter)).unwrap();
+    assert_eq!(config.log.log_level, "registry=DEBUG,info");
+
+    // Both names of the database URL: the start stops, naming both.
+    let both = [
+        ("DB_URL", "postgres://a/db"),
+        ("DATABASE_URL", "postgres://b/db"),
+    ];
+    let e = ServiceConfig::from_vars(&vars(&both))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("DATABASE_URL") && e.contains("DB_URL"), "{e}");
+}
+
+#[test]
+fn distributions_filesystem_and_htpasswd_settings_mean_the_same_here() {
+    let config = ServiceConfig::from_vars(&vars(&[
+        ("REGISTRY_STORAGE", "filesystem"),
+        (
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+            "/var/lib/registry",
+        ),
+        ("REGISTRY_STORAGE_DELETE_ENABLED", "false"),
+        ("REGISTRY_AUTH", "htpasswd"),
+        ("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd"),
+        ("REGISTRY_AUTH_HTPASSWD_REALM", "Registry Realm"),
+        ("REGISTRY_HTTP_ADDR", ":5000"),
+        ("REGISTRY_HTTP_SECRET", "whatever"),
+        ("REGISTRY_LOG_LEVEL", "debug"),
+        ("REGISTRY_LOG_FORMATTER", "json"),
+        // Not distribution's: Kubernetes service links and the containers tools' auth file.
+        ("REGISTRY_PORT", "tcp://10.0.0.7:5000"),
+        ("REGISTRY_SERVICE_HOST", "10.0.0.7"),
+        ("REGISTRY_AUTH_FILE", "/run/containers/0/auth.json"),
+    ]))
+    .unwrap();
+    assert_eq!(config.storage.backend.name(), "fs");
+    assert_eq!(config.storage.data_dir, Path::new("/var/lib/registry"));
+    assert!(!config.limits.delete_enabled);
+    assert_eq!(config.auth.auth_mode, AuthMode::Basic);
+    assert_eq!(
+        config.auth.htpasswd_file.as_deref(),
+        Some(Path::new("/auth/htpasswd"))
+    );
+    assert!(config.auth.auth_users_all_rights);
+    assert_eq!(config.auth.auth_realm, "Registry Realm");
+    assert_eq!(config.server.host, IpAddr::from([0, 0, 0, 0]));
+    assert_eq!(config.server.port, Some(5000));
+    assert_eq!(config.log.log_level, "debug");
+    assert_eq!(config.log.log_format, "json");
+    assert!(
+        config.log.settings_notes[0].contains("REGISTRY_HTTP_SECRET"),
+        "{:?}",
+        config.log.settings_notes
+    );
+    // Deletes are on by default here; a rules file beside the htpasswd file decides rights.
+    let config = ServiceConfig::from_vars(&vars(&[
+        ("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd"),
+        ("AUTH_RULES_FILE", "/auth/rules.json"),
+    ]))
+    .unwrap();
+    assert!(config.limits.delete_enabled);
+    assert_eq!(config.auth.auth_mode, AuthMode::Basic);
+    assert!(!config.auth.auth_users_all_rights);
+}
+
+#[test]
+fn distributions_s3_settings_mean_the_same_here() {
+    let pairs = [
+        ("REGISTRY_STORAGE", "s3"),
+        ("REGISTRY_STORAGE_S3_REGIONENDPOINT", "minio.internal:9000"),
+        ("REGISTRY_STORAGE_S3_SECURE", "false"),
+        ("REGISTRY_STORAGE_S3_REGION", "us-east-1"),
+        ("REGISTRY_STORAGE_S3_BUCKET", "images"),
+        ("REGISTRY_STORAGE_S3_ACCESSKEY", "AKIDEXAMPLE"),
+        ("REGISTRY_STORAGE_S3_SECRETKEY", "not-a-real-secret"),
+        ("REGISTRY_STORAGE_S3_ROOTDIRECTORY", "/registry"),
+        ("REGISTRY_STORAGE_S3_CHUNKSIZE", "10485760"),
+        ("REGISTRY_STORAGE_S3_V4AUTH", "true"),
+        ("REGISTRY_STORAGE_REDIRECT_DISABLE", "true"),
+    ];
+    for config in [
+        ServiceConfig::from_vars(&vars(&pairs)).unwrap().storage,
+        JobsBinaryConfig::from_vars(&vars(&pairs)).unwrap().storage,
+    ] {
+        let StorageBackend::S3(s3) = &config.backend else {
+            panic!("REGISTRY_STORAGE=s3: {:?}", config.backend)
+        };
+        assert_eq!(s3.endpoint.as_deref(), Some("http://minio.internal:9000"));
+        assert!(
+            s3.force_path_style,
+            "distribution 2.x: path style on an endpoint"
+        );
+        assert_eq!(s3.region, "us-east-1");
+        assert_eq!(s3.bucket, "images");
+        assert_eq!(s3.prefix, "registry/");
+        assert!(!s3.redirect_downloads);
+        let keys = s3.static_credentials.as_ref().expect("the access key");
+        assert_eq!(keys.access_key_id, "AKIDEXAMPLE");
+        assert_eq!(keys.secret_access_key, "not-a-real-secret");
+    }
+    // Driver implied by its settings; scheme kept; 3.x's path-style setting obeyed.
+    let config = ServiceConfig::from_vars(&vars(&[
+        ("REGISTRY_STORAGE_S3_BUCKET", "images"),
+        (
+            "REGISTRY_STORAGE_S3_REGIONENDPOINT",
+            "https://acct.r2.cloudflarestorage.com",
+        ),
+        ("REGISTRY_STORAGE_S3_FORCEPATHSTYLE", "false"),
+    ]))
+    .unwrap();
+    let StorageBackend::S3(s3) = &config.storage.backend else {
+        panic!("implied s3: {:?}", config.storage.backend)
+    };
+    assert_eq!(
+        s3.endpoint.as_deref(),
+        Some("https://acct.r2.cloudflarestorage.com")
+    );
+    assert!(!s3.force_path_style);
+}
+
+#[test]
+fn a_foreign_and_an_own_name_for_one_thing_stop_the_start_naming_both() {
+    for (pairs, names) in [
+        (
+            vec![
+                ("REGISTRY_STORAGE_S3_BUCKET", "a"),
+                ("S3_BUCKET", "b"),
+                ("STORAGE_BACKEND", "s3"),
+            ],
+            ["REGISTRY_STORAGE_S3_BUCKET", "S3_BUCKET"],
+        ),
+        (
+            vec![("REGISTRY_LOG_LEVEL", "info"), ("LOG_LEVEL", "debug")],
+            ["REGISTRY_LOG_LEVEL", "LOG_LEVEL"],
+        ),
+        (
+            vec![("REGISTRY_HTTP_ADDR", ":5000"), ("PORT", "6000")],
+            ["REGISTRY_HTTP_ADDR", "PORT"],
+        ),
+        (
+            vec![
+                ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/a"),
+                ("DATA_DIR", "/b"),
+            ],
+            ["REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "DATA_DIR"],
+        ),
+        (
+            vec![
+                ("DB_URL", "postgres://a/db"),
+                ("DATABASE_URL", "postgres://b/db"),
+            ],
+            ["DB_URL", "DATABASE_URL"],
+        ),
+    ] {
+        let e = ServiceConfig::from_vars(&vars(&pairs))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(names[0]) && e.contains(names[1]),
+            "{pairs:?}: {e}"
+        );
+    }
+}
+
+#[test]
+fn distribution_settings_without_an_equivalent_are_refused_by_name() {
+    for (pairs, needle) in [
+        (
+            vec![("REGISTRY_STORAGE", "azure")],
+            "REGISTRY_STORAGE=\"azure\"",
+        ),
+        (
+            vec![
+                ("REGISTRY_NOTIFICATIONS_ENDPOINTS", "x"),
+                ("REGISTRY_FOO", "1"),
+            ],
+            "REGISTRY_FOO, REGISTRY_NOTIFICATIONS_ENDPOINTS",
+        ),
+        (vec![("REGISTRY_AUTH", "token")], "REGISTRY_AUTH=\"token\""),
+        (
+            vec![("REGISTRY_AUTH", "htpasswd")],
+            "REGISTRY_AUTH_HTPASSWD_PATH",
+        ),
+        (
+            vec![("REGISTRY_PROXY_REMOTEURL", "https://registry-1.docker.io")],
+            "UPSTREAMS_FILE",
+        ),
+        (vec![("REGISTRY_LOG_FORMATTER", "logstash")], "logstash"),
+        (
+            vec![("REGISTRY_HTTP_ADDR", "example.com:5000")],
+            "REGISTRY_HTTP_ADDR",
+        ),
+        (
+            vec![
+                ("REGISTRY_STORAGE_S3_BUCKET", "b"),
+                ("REGISTRY_STORAGE_S3_ENCRYPT", "true"),
+            ],
+            "REGISTRY_STORAGE_S3_ENCRYPT",
+        ),
+        (
+            vec![
+                ("REGISTRY_STORAGE_S3_BUCKET", "b"),
+                ("REGISTRY_STORAGE_S3_CHUNKSIZE", "1024"),
+            ],
+            "REGISTRY_STORAGE_S3_CHUNKSIZE",
+        ),
+    ] {
+        let e = ServiceConfig::from_vars(&vars(&pairs))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle), "{pairs:?}: {e}");
+    }
+    // The jobs binary refuses them too.
+    assert!(JobsBinaryConfig::from_vars(&vars(&[("REGISTRY_FOO", "1")])).is_err());
+}
+
+#[test]
+fn translating_twice_changes_nothing() {
+    let pairs = [
+        ("REGISTRY_STORAGE", "s3"),
+        ("REGISTRY_STORAGE_S3_BUCKET", "images"),
+        ("REGISTRY_STORAGE_S3_REGION", "eu-west-1"),
+        ("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd"),
+        ("DB_URL", "postgres://h/db"),
+    ];
+    let once = dropin::translate(&vars(&pairs)).unwrap();
+    let twice = dropin::translate(&once.vars).unwrap();
+    let names = |v: &Vars| v.names().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(names(&once.vars), names(&twice.vars));
+    for name in names(&once.vars) {
+        assert_eq!(once.vars.get(&name), twice.vars.get(&name), "{name}");
+    }
+    assert!(
+        names(&once.vars)
+            .iter()
+            .all(|n| !n.starts_with("REGISTRY_"))
+    );
+}

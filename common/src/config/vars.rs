@@ -57,6 +57,27 @@ impl Vars {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Sets `name` (replacing a value set under any case of the name).
+    pub(crate) fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.remove(name);
+        self.0.insert(name.to_owned(), value.into());
+    }
+
+    /// Removes `name` (any case), returning its value.
+    pub(crate) fn remove(&mut self, name: &str) -> Option<String> {
+        let key = self
+            .0
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(name))?
+            .clone();
+        self.0.remove(&key)
+    }
+
+    /// The names set, as given.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     /// Whether the process runs on Cloud Run, which sets `K_SERVICE` for every service.
     pub fn on_cloud_run(&self) -> bool {
         self.get("K_SERVICE").is_some_and(|v| !v.is_empty())

@@ -164,6 +164,15 @@ impl RegistryError {
     pub fn unsupported(status: StatusCode, message: impl Into<String>) -> Self {
         RegistryError::new(OciCode::Unsupported, message).with_status(status)
     }
+
+    /// A `DELETE` while `DELETE_ENABLED=false` (distribution's
+    /// `REGISTRY_STORAGE_DELETE_ENABLED`): `405 UNSUPPORTED`, as distribution answers.
+    pub fn deletes_disabled() -> Self {
+        RegistryError::unsupported(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "deletes are disabled on this registry (DELETE_ENABLED=false)",
+        )
+    }
 }
 
 impl std::fmt::Display for RegistryError {

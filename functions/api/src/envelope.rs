@@ -32,6 +32,8 @@ pub enum ApiError {
     TooLarge { limit: usize },
     /// 415.
     UnsupportedMediaType,
+    /// 405: a delete while `DELETE_ENABLED=false`.
+    DeletesDisabled,
     /// 503: the permission service did not answer.
     Unavailable,
     /// 500: the cause is in the log.
@@ -49,6 +51,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::DeletesDisabled => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -64,6 +67,9 @@ impl ApiError {
             ApiError::MethodNotAllowed { allow } => format!("method not allowed; use {allow}"),
             ApiError::TooLarge { limit } => format!("request body larger than {limit} bytes"),
             ApiError::UnsupportedMediaType => "Content-Type must be application/json".to_owned(),
+            ApiError::DeletesDisabled => {
+                "deletes are disabled on this registry (DELETE_ENABLED=false)".to_owned()
+            }
             ApiError::Unavailable => {
                 "authorization service unavailable; try again later".to_owned()
             }

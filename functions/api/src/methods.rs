@@ -137,6 +137,7 @@ pub async fn get_project_storage(ctx: Ctx, p: ProjectParams) -> Result<Answer, A
 
 /// `deleteTag`: removes a tag; its manifest stays (`push`).
 pub async fn delete_tag(ctx: Ctx, p: TagParams) -> Result<Answer, ApiError> {
+    deletes_enabled(&ctx)?;
     let tag = Tag::parse(&p.tag).map_err(|_| {
         ApiError::BadRequest("tag: must match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}".to_owned())
     })?;
@@ -150,6 +151,7 @@ pub async fn delete_tag(ctx: Ctx, p: TagParams) -> Result<Answer, ApiError> {
 
 /// `deleteManifest`: removes a manifest and its tags (`push`); 409 while an index lists it.
 pub async fn delete_manifest(ctx: Ctx, p: DigestParams) -> Result<Answer, ApiError> {
+    deletes_enabled(&ctx)?;
     let digest = Digest::parse(&p.digest).map_err(|_| {
         ApiError::BadRequest(
             "digest: must be sha256:<64 hex digits> or sha512:<128 hex digits>".to_owned(),
@@ -166,6 +168,7 @@ pub async fn delete_manifest(ctx: Ctx, p: DigestParams) -> Result<Answer, ApiErr
 /// `deleteRepository`: removes the repository and everything in it (`push`); it runs to the
 /// end even when the caller goes away.
 pub async fn delete_repository(ctx: Ctx, p: RepositoryParams) -> Result<Answer, ApiError> {
+    deletes_enabled(&ctx)?;
     let repository = repository(&ctx, &p.project, &p.repository, Action::Push).await?;
     ctx.state
         .management
@@ -196,4 +199,13 @@ pub async fn replay_dead_letter(ctx: Ctx, p: DeadLetterParams) -> Result<Answer,
             .replay_dead_letter(&project, &p.event_id, destination)
             .await?,
     )
+}
+
+/// Deletes are refused while `DELETE_ENABLED=false`.
+fn deletes_enabled(ctx: &Ctx) -> Result<(), ApiError> {
+    if ctx.state.limits.delete_enabled {
+        Ok(())
+    } else {
+        Err(ApiError::DeletesDisabled)
+    }
 }

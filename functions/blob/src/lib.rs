@@ -111,6 +111,9 @@ async fn delete_blob(
     DigestPath(digest): DigestPath,
     origin: EventOrigin,
 ) -> Result<Response, RegistryError> {
+    if !state.limits.delete_enabled {
+        return Err(RegistryError::deletes_disabled());
+    }
     state.blobs.delete(&name, &digest, &origin).await?;
     Ok((StatusCode::ACCEPTED, [(CONTENT_LENGTH, "0")]).into_response())
 }

@@ -148,6 +148,9 @@ async fn delete_manifest(
     WriteReferencePath(reference): WriteReferencePath,
     origin: EventOrigin,
 ) -> Result<Response, RegistryError> {
+    if !state.limits.delete_enabled {
+        return Err(RegistryError::deletes_disabled());
+    }
     state.manifests.delete(&name, &reference, &origin).await?;
     Ok((StatusCode::ACCEPTED, [(CONTENT_LENGTH, "0")]).into_response())
 }
