@@ -1,4 +1,5 @@
-//! Other registries' settings, given alone, mean the same here (README, "Drop-in settings"):
+//! Other registries' settings, given alone, mean the same here (README, "Drop-in settings":
+//! the Deploys.app registry, distribution, the Cloudflare serverless-registry):
 //! each test starts the single binary with one system's deployment settings and nothing of
 //! this registry's own names (beyond pointing a cloud client at its local emulator), then
 //! pushes and pulls, or checks the documented refusal.
@@ -6,9 +7,12 @@
 use std::time::Duration;
 
 use registry_tests::auth::{ALICE, AuthFiles, BOB, Client, Scheme};
+use registry_tests::clients::ACCEPT_MANIFESTS;
+use registry_tests::oci_layout::Image;
+use registry_tests::upstream::{Distribution, Flavour};
 use registry_tests::{
     Registry, TestDatabase, assert_error, assert_intact, free_port, registry_bin, s3_test_key,
-    start_fails,
+    send, start_fails,
 };
 
 /// The GCS emulator the test command started (`scripts/gcs-emulator.sh`), and its bucket.
@@ -346,4 +350,71 @@ fn distribution_settings_without_an_equivalent_stop_the_start() {
             assert!(stderr.contains(needle), "jobs {env:?}: {stderr}");
         }
     }
+}
+
+/// The Cloudflare serverless-registry's settings: `USERNAME` and `PASSWORD` are the one user,
+/// with every right; `REGISTRIES_JSON` lists a registry that pulls fall back to (a real
+/// distribution with htpasswd, its password in the variable the entry names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cloudflare_registry_settings_push_pull_and_fall_back() {
+    let dist = Distribution::start(Flavour::Htpasswd).await;
+    let old = Image::generate("amd64", 911, &[30 << 10]);
+    dist.push_image("legacy/app", Some("1.0"), &old).await;
+    let (upstream_user, upstream_password) = dist.credentials().expect("htpasswd flavour");
+    let registries = serde_json::json!([{
+        "registry": dist.base_url(),
+        "username": upstream_user,
+        "password_env": "REGISTRY_TOKEN",
+    }])
+    .to_string();
+    let reg = Registry::start_alone(
+        &[
+            ("USERNAME", "ci"),
+            ("PASSWORD", "cloudflare-password-1"),
+            ("REGISTRIES_JSON", &registries),
+            ("REGISTRY_TOKEN", upstream_password),
+        ],
+        None,
+    )
+    .await;
+    let ci = Client::new(&reg, Scheme::Basic, Some(("ci", "cloudflare-password-1")));
+    // Every right, in any project.
+    let image = ci.push_image("anything/app", "v1", 5).await;
+    let pulled = ci.send("GET", "/v2/anything/app/manifests/v1", None).await;
+    assert_eq!(pulled.status, 200, "{}", pulled.text());
+    assert_eq!(pulled.body, image.manifest);
+    let deleted = ci
+        .send("DELETE", "/v2/anything/app/manifests/v1", None)
+        .await;
+    assert_eq!(deleted.status, 202, "{}", deleted.text());
+    // Missing here, found in the fallback registry.
+    let fallback = send(
+        ci.request("GET", "/v2/legacy/app/manifests/1.0", &[])
+            .await
+            .header("Accept", ACCEPT_MANIFESTS),
+    )
+    .await;
+    assert_eq!(fallback.status, 200, "{}\n{}", fallback.text(), reg.log());
+    assert_eq!(fallback.body, old.manifest.bytes);
+    let layer = ci
+        .send(
+            "GET",
+            &format!("/v2/legacy/app/blobs/{}", old.layers[0].digest),
+            None,
+        )
+        .await;
+    assert_eq!(layer.status, 200);
+    assert_eq!(layer.body, old.layers[0].bytes);
+    // Anyone else: the Basic challenge.
+    for creds in [
+        None,
+        Some(("ci", "wrong")),
+        Some(("other", "cloudflare-password-1")),
+    ] {
+        let reply = Client::new(&reg, Scheme::Basic, creds)
+            .send("GET", "/v2/anything/app/tags/list", None)
+            .await;
+        assert_eq!(reply.status, 401, "{creds:?}");
+    }
+    assert!(!reg.log().contains(upstream_password), "secret in the log");
 }

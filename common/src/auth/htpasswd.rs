@@ -27,6 +27,10 @@ pub enum HtpasswdError {
     },
 }
 
+/// The bcrypt cost `AUTH_USER`'s password is hashed with at start-up (about 60 ms here;
+/// verified passwords are then cached for `AUTH_CACHE_TTL_SECS`).
+const AUTH_USER_COST: u32 = 10;
+
 /// Users and their bcrypt hashes, and the recently verified passwords.
 #[derive(Debug)]
 pub struct Htpasswd {
@@ -84,6 +88,28 @@ impl Htpasswd {
             decoy,
             verified: TtlCache::new(cache_ttl),
         })
+    }
+
+    /// No users (`AUTH_USER` alone adds one).
+    pub fn empty(cache_ttl: Duration) -> Htpasswd {
+        Htpasswd {
+            users: HashMap::new(),
+            decoy: None,
+            verified: TtlCache::new(cache_ttl),
+        }
+    }
+
+    /// With one more user whose password is given in plain text (`AUTH_USER`): hashed here
+    /// with bcrypt, so that it is checked like the file's users.
+    pub fn with_user(mut self, user: &str, password: &Secret<String>) -> Result<Htpasswd, String> {
+        if self.users.contains_key(user) {
+            return Err(format!("user {user:?} is also in HTPASSWD_FILE"));
+        }
+        let hash = bcrypt::hash(password.expose(), AUTH_USER_COST)
+            .map_err(|e| format!("hashing the password: {e}"))?;
+        self.decoy.get_or_insert_with(|| hash.clone());
+        self.users.insert(user.to_owned(), hash);
+        Ok(self)
     }
 
     /// Whether `password` is `user`'s. An unknown user costs as much as a wrong password.

@@ -144,6 +144,27 @@ struct TokenMode {
     basic_realm: String,
 }
 
+/// `basic`'s users: the htpasswd file's and `AUTH_USER`.
+fn basic_users(config: &AuthConfig) -> Result<Arc<Htpasswd>, AuthSetupError> {
+    let cache_ttl = Duration::from_secs(config.auth_cache_ttl_secs);
+    let file = match &config.htpasswd_file {
+        Some(path) => Htpasswd::load(path, cache_ttl).map_err(|e| setup("HTPASSWD_FILE", &e))?,
+        None if config.auth_user.is_some() => Htpasswd::empty(cache_ttl),
+        None => return Err(missing("HTPASSWD_FILE")),
+    };
+    let users = match (&config.auth_user, &config.auth_password) {
+        (Some(user), Some(password)) => {
+            file.with_user(user, password)
+                .map_err(|reason| AuthSetupError {
+                    variable: "AUTH_USER",
+                    reason,
+                })?
+        }
+        _ => file,
+    };
+    Ok(Arc::new(users))
+}
+
 impl Authorizer {
     /// Reads the files and keys the configured mode needs.
     pub fn from_config(config: &AuthConfig) -> Result<Authorizer, AuthSetupError> {
@@ -169,7 +190,7 @@ impl Authorizer {
         let mode = match config.auth_mode {
             AuthMode::None => Mode::None,
             AuthMode::Basic => Mode::Basic {
-                users: users(true)?.ok_or_else(|| missing("HTPASSWD_FILE"))?,
+                users: basic_users(config)?,
                 rules: if config.auth_users_all_rights {
                     Rules::every_user_everything()
                 } else {

@@ -56,6 +56,13 @@ pub struct AuthConfig {
     /// token endpoint).
     #[serde(default)]
     pub auth_rules_file: Option<PathBuf>,
+    /// `AUTH_USER` and `AUTH_PASSWORD`: one more user for `basic`, beside (or instead of)
+    /// the htpasswd file's, its password given in plain text (a secret; the Cloudflare
+    /// serverless-registry's `USERNAME` and `PASSWORD` become them).
+    #[serde(default)]
+    pub auth_user: Option<String>,
+    #[serde(default)]
+    pub auth_password: Option<Secret<String>>,
     /// `AUTH_USERS_ALL_RIGHTS`: with `basic` and no rules file, every user of the htpasswd
     /// file may do everything on every project (what an htpasswd file means to
     /// distribution). Off by default.
@@ -156,6 +163,20 @@ impl AuthConfig {
         if self.token_ttl_secs == 0 || self.token_ttl_secs > 86_400 {
             return Err("TOKEN_TTL_SECS must be between 1 and 86400".to_owned());
         }
+        match (&self.auth_user, &self.auth_password) {
+            (Some(user), Some(password)) if !user.is_empty() && !password.expose().is_empty() => {
+                if self.auth_mode != AuthMode::Basic {
+                    return Err(
+                        "AUTH_USER and AUTH_PASSWORD are users of AUTH_MODE=basic".to_owned()
+                    );
+                }
+                if user.contains(':') {
+                    return Err(format!("AUTH_USER={user:?}: a user name has no ':'"));
+                }
+            }
+            (None, None) => {}
+            _ => return Err("AUTH_USER and AUTH_PASSWORD go together: set both".to_owned()),
+        }
         match self.auth_mode {
             AuthMode::None => {
                 if !host.is_loopback() && !self.allow_anonymous_remote {
@@ -168,7 +189,10 @@ impl AuthConfig {
                 }
             }
             AuthMode::Basic => {
-                needs(self.htpasswd_file.is_some(), "HTPASSWD_FILE")?;
+                needs(
+                    self.htpasswd_file.is_some() || self.auth_user.is_some(),
+                    "HTPASSWD_FILE (or AUTH_USER and AUTH_PASSWORD)",
+                )?;
                 if self.auth_users_all_rights && self.auth_rules_file.is_some() {
                     return Err(
                         "AUTH_USERS_ALL_RIGHTS=true and AUTH_RULES_FILE are both set: \

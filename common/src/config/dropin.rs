@@ -1,7 +1,7 @@
 //! Other registries' settings (the README's "Drop-in settings"): the names used by the
 //! systems this registry replaces, rewritten into this registry's own before any part is
-//! parsed, so that a deployment file written for distribution or the Deploys.app registry
-//! means the same here.
+//! parsed, so that a deployment file written for distribution, the Deploys.app registry or
+//! the Cloudflare serverless-registry means the same here.
 //!
 //! The contract: every foreign name is either mapped to this registry's own name (its value
 //! converted where the two differ), accepted as meaningless here with a note that is logged
@@ -19,6 +19,9 @@ use super::{ConfigError, Vars};
 pub(crate) struct Translated {
     pub vars: Vars,
     pub notes: Vec<String>,
+    /// Variables another system's settings name as holding a secret (`password_env` of
+    /// `REGISTRIES_JSON`), whatever their names look like.
+    secret_names: Vec<String>,
 }
 
 /// Rewrites the foreign settings in `vars` (see the module docs).
@@ -26,8 +29,10 @@ pub(crate) fn translate(vars: &Vars) -> Result<Translated, ConfigError> {
     let mut out = Translated {
         vars: vars.clone(),
         notes: Vec::new(),
+        secret_names: upstream_secret_names(vars),
     };
     deploys_app(&mut out)?;
+    cloudflare(&mut out)?;
     distribution(&mut out)?;
     Ok(out)
 }
@@ -64,6 +69,121 @@ fn deploys_app(out: &mut Translated) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The Cloudflare serverless-registry: `USERNAME` and `PASSWORD` are one user with every
+/// right; `REGISTRIES_JSON` lists registries pulls fall back to (upstreams here).
+fn cloudflare(out: &mut Translated) -> Result<(), ConfigError> {
+    const SYSTEM: &str = "the Cloudflare serverless-registry";
+    let vars = &mut out.vars;
+    // `USERNAME` alone is often the login shell's; only the pair is that registry's.
+    if let Some(password) = vars.remove("PASSWORD").filter(|p| !p.is_empty()) {
+        let user = vars
+            .remove("USERNAME")
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "PASSWORD ({SYSTEM}'s) needs USERNAME, the user it belongs to"
+                ))
+            })?;
+        match vars.get("AUTH_MODE") {
+            None | Some("basic") => vars.set("AUTH_MODE", "basic"),
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "USERNAME and PASSWORD ({SYSTEM}'s) mean AUTH_MODE=basic, but AUTH_MODE={other}"
+                )));
+            }
+        }
+        put(vars, "AUTH_USER", user, "USERNAME", SYSTEM)?;
+        put(vars, "AUTH_PASSWORD", password, "PASSWORD", SYSTEM)?;
+        if vars.get("AUTH_RULES_FILE").is_none() && vars.get("AUTH_USERS_ALL_RIGHTS").is_none() {
+            vars.set("AUTH_USERS_ALL_RIGHTS", "true");
+        }
+    }
+    if let Some(json) = vars.remove("REGISTRIES_JSON").filter(|j| !j.is_empty()) {
+        let upstreams = registries_json(&json)?;
+        put(vars, "UPSTREAMS_JSON", upstreams, "REGISTRIES_JSON", SYSTEM)?;
+    }
+    if vars.get("JWT_REGISTRY_TOKENS_PUBLIC_KEY").is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "JWT_REGISTRY_TOKENS_PUBLIC_KEY ({SYSTEM}'s JWTs as Basic passwords) is not              supported yet: issue registry tokens and verify them with AUTH_MODE=token and              JWT_PUBLIC_KEYS_FILE (README \"Authentication\")"
+        )));
+    }
+    Ok(())
+}
+
+/// One entry of `REGISTRIES_JSON`.
+#[derive(Debug, serde::Deserialize)]
+struct FallbackRegistry {
+    registry: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password_env: Option<String>,
+}
+
+/// `REGISTRIES_JSON` as this registry's upstreams document: each registry a fallback, in
+/// order, named by its host.
+fn registries_json(json: &str) -> Result<String, ConfigError> {
+    let invalid = |why: String| ConfigError::Invalid(format!("REGISTRIES_JSON: {why}"));
+    let registries: Vec<FallbackRegistry> = serde_json::from_str(json).map_err(|e| {
+        invalid(format!(
+            "{e} (expected [{{\"registry\": \"https://…\", \"username\": …, \"password_env\": …}}])"
+        ))
+    })?;
+    let mut upstreams = Vec::with_capacity(registries.len());
+    for (index, entry) in registries.iter().enumerate() {
+        let host = entry
+            .registry
+            .split("://")
+            .nth(1)
+            .unwrap_or(&entry.registry)
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        let mut upstream = serde_json::json!({
+            "name": format!("fallback-{index}-{host}"),
+            "url": entry.registry.trim_end_matches('/'),
+            "fallback": true,
+        });
+        if let Some(username) = &entry.username {
+            upstream["username"] = username.clone().into();
+        }
+        if let Some(env) = &entry.password_env {
+            upstream["password_env"] = env.clone().into();
+        }
+        upstreams.push(upstream);
+    }
+    Ok(serde_json::json!({ "upstreams": upstreams }).to_string())
+}
+
+/// The variables `REGISTRIES_JSON` (or the `UPSTREAMS_JSON` it became) names as secrets
+/// (`password_env`).
+fn upstream_secret_names(vars: &Vars) -> Vec<String> {
+    let from_list = |json: &str| {
+        serde_json::from_str::<Vec<FallbackRegistry>>(json)
+            .map(|list| list.into_iter().filter_map(|r| r.password_env).collect())
+            .unwrap_or_default()
+    };
+    let from_upstreams = |json: &str| -> Vec<String> {
+        serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .and_then(|doc| doc.get("upstreams").and_then(|u| u.as_array()).cloned())
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.get("password_env")?.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut names: Vec<String> = vars
+        .get("REGISTRIES_JSON")
+        .map(from_list)
+        .unwrap_or_default();
+    names.extend(
+        vars.get("UPSTREAMS_JSON")
+            .map(from_upstreams)
+            .unwrap_or_default(),
+    );
+    names.iter().map(|n| n.to_ascii_uppercase()).collect()
+}
+
 /// Names starting with `REGISTRY_` that are not distribution's settings: the service links
 /// Kubernetes puts in every pod of a namespace with a service called `registry`, and the
 /// containers tools' credentials file (podman, skopeo, buildah).
@@ -83,7 +203,9 @@ fn distribution(out: &mut Translated) -> Result<(), ConfigError> {
         .names()
         .filter(|n| {
             let upper = n.to_ascii_uppercase();
-            upper.starts_with("REGISTRY_") && !not_distributions(&upper)
+            upper.starts_with("REGISTRY_")
+                && !not_distributions(&upper)
+                && !out.secret_names.contains(&upper)
         })
         .map(str::to_owned)
         .collect();

@@ -38,7 +38,8 @@ pub use secret::Secret;
 pub use server::{LimitsConfig, LogConfig, ServerConfig};
 pub use storage::{DbConfig, GcsConfig, StorageBackend, StorageConfig};
 pub use upstreams::{
-    DEFAULT_TAG_TTL_SECS, UPSTREAMS_FILE, UpstreamConfig, UpstreamCredentials, UpstreamsConfig,
+    DEFAULT_TAG_TTL_SECS, UPSTREAMS_FILE, UPSTREAMS_JSON, UpstreamConfig, UpstreamCredentials,
+    UpstreamsConfig,
 };
 pub use vars::{ConfigError, Vars};
 pub use webhooks::{DEFAULT_WEBHOOK_TIMEOUT_SECS, WEBHOOKS_FILE, WebhookEndpoint, parse_webhooks};

@@ -611,3 +611,66 @@ fn translating_twice_changes_nothing() {
             .all(|n| !n.starts_with("REGISTRY_"))
     );
 }
+
+#[test]
+fn the_cloudflare_registry_settings_mean_the_same_here() {
+    let pairs = [
+        ("USERNAME", "ci"),
+        ("PASSWORD", "a-long-password"),
+        (
+            "REGISTRIES_JSON",
+            r#"[{"registry": "https://ghcr.io/", "password_env": "REGISTRY_TOKEN", "username": "bot"},
+                {"registry": "https://registry-1.docker.io"}]"#,
+        ),
+        // Named by REGISTRIES_JSON: a secret, not a distribution setting.
+        ("REGISTRY_TOKEN", "ghp_secret"),
+    ];
+    let config = ServiceConfig::from_vars(&vars(&pairs)).unwrap();
+    assert_eq!(config.auth.auth_mode, AuthMode::Basic);
+    assert_eq!(config.auth.auth_user.as_deref(), Some("ci"));
+    assert_eq!(
+        config
+            .auth
+            .auth_password
+            .as_ref()
+            .map(|p| p.expose().as_str()),
+        Some("a-long-password")
+    );
+    assert!(config.auth.auth_users_all_rights);
+    let upstreams = &config.upstreams.upstreams;
+    assert_eq!(upstreams.len(), 2);
+    assert_eq!(upstreams[0].url, "https://ghcr.io");
+    assert!(upstreams[0].fallback && upstreams[1].fallback);
+    let credentials = upstreams[0].credentials.as_ref().expect("credentials");
+    assert_eq!(credentials.username, "bot");
+    assert_eq!(credentials.password.expose(), "ghp_secret");
+    assert!(upstreams[1].credentials.is_none());
+    // The jobs binary sees the same upstreams (their caps drive eviction).
+    assert_eq!(
+        JobsBinaryConfig::from_vars(&vars(&pairs))
+            .unwrap()
+            .upstreams
+            .upstreams
+            .len(),
+        2
+    );
+
+    // USERNAME alone is the shell's, not a setting; PASSWORD alone is refused.
+    let config = ServiceConfig::from_vars(&vars(&[("USERNAME", "me")])).unwrap();
+    assert_eq!(config.auth.auth_mode, AuthMode::None);
+    let e = ServiceConfig::from_vars(&vars(&[("PASSWORD", "x")])).unwrap_err();
+    assert!(e.to_string().contains("USERNAME"), "{e}");
+    // Its JWT key is refused with what to write instead.
+    let e = ServiceConfig::from_vars(&vars(&[("JWT_REGISTRY_TOKENS_PUBLIC_KEY", "LS0t")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("JWT_PUBLIC_KEYS_FILE"), "{e}");
+    let e = ServiceConfig::from_vars(&vars(&[
+        ("USERNAME", "a"),
+        ("PASSWORD", "b"),
+        ("AUTH_MODE", "token"),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("AUTH_MODE"), "{e}");
+}

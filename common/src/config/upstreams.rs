@@ -17,6 +17,9 @@ use crate::oci::RepositoryName;
 
 /// The variable naming the file.
 pub const UPSTREAMS_FILE: &str = "UPSTREAMS_FILE";
+/// The variable holding the same JSON inline (for deployments configured by variables
+/// alone; the Cloudflare serverless-registry's `REGISTRIES_JSON` becomes it).
+pub const UPSTREAMS_JSON: &str = "UPSTREAMS_JSON";
 
 /// How long a manifest fetched by tag is served before a `HEAD` revalidates it, by default.
 pub const DEFAULT_TAG_TTL_SECS: u64 = 300;
@@ -61,8 +64,17 @@ pub struct UpstreamCredentials {
 impl UpstreamsConfig {
     /// Reads the file named by `UPSTREAMS_FILE` (unset or empty: no upstreams).
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let Some(path) = vars.get(UPSTREAMS_FILE).filter(|p| !p.is_empty()) else {
-            return Ok(UpstreamsConfig::default());
+        let inline = vars.get(UPSTREAMS_JSON).filter(|j| !j.is_empty());
+        let path = vars.get(UPSTREAMS_FILE).filter(|p| !p.is_empty());
+        let path = match (path, inline) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(format!(
+                    "{UPSTREAMS_FILE} and {UPSTREAMS_JSON} are both set: keep one"
+                )));
+            }
+            (None, Some(json)) => return UpstreamsConfig::parse_from(UPSTREAMS_JSON, json, vars),
+            (None, None) => return Ok(UpstreamsConfig::default()),
+            (Some(path), None) => path,
         };
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::Invalid(format!("{UPSTREAMS_FILE} {path}: cannot read it: {e}"))
@@ -74,12 +86,18 @@ impl UpstreamsConfig {
     /// relative `password_file`s are read relative to the working directory, as the variable's
     /// own path is).
     pub fn parse(path: &Path, text: &str, vars: &Vars) -> Result<Self, ConfigError> {
-        let file = path.display();
+        let source = format!("{UPSTREAMS_FILE} {}", path.display());
+        UpstreamsConfig::parse_from(&source, text, vars)
+    }
+
+    /// The upstreams described by `text`; `source` (the file, or `UPSTREAMS_JSON`) starts
+    /// every error message.
+    fn parse_from(source: &str, text: &str, vars: &Vars) -> Result<Self, ConfigError> {
         let raw: RawFile = parse_json(text).map_err(|(at, message)| {
             let upstream =
                 at.map(|index| format!("{}: ", label(text, "upstreams", "upstream", index)));
             ConfigError::Invalid(format!(
-                "{UPSTREAMS_FILE} {file}: {}{message}",
+                "{source}: {}{message}",
                 upstream.unwrap_or_default()
             ))
         })?;
@@ -90,14 +108,13 @@ impl UpstreamsConfig {
             } else {
                 format!("upstream {:?}", upstream.name)
             };
-            let config = upstream.check(vars).map_err(|message| {
-                ConfigError::Invalid(format!("{UPSTREAMS_FILE} {file}: {who}: {message}"))
-            })?;
+            let config = upstream
+                .check(vars)
+                .map_err(|message| ConfigError::Invalid(format!("{source}: {who}: {message}")))?;
             upstreams.push(config);
         }
-        check_together(&upstreams).map_err(|message| {
-            ConfigError::Invalid(format!("{UPSTREAMS_FILE} {file}: {message}"))
-        })?;
+        check_together(&upstreams)
+            .map_err(|message| ConfigError::Invalid(format!("{source}: {message}")))?;
         Ok(UpstreamsConfig {
             upstreams: upstreams.into_iter().map(Arc::new).collect(),
         })
