@@ -219,7 +219,7 @@ async fn preflight(reg: &Registry, origin: &str) -> ApiReply {
 #[tokio::test]
 async fn dashboards_named_by_api_cors_origins_may_call_with_credentials() {
     let files = AuthFiles::new();
-    let origins = format!("{DASHBOARD}, http://localhost:3000");
+    let origins = format!("{DASHBOARD}, http://localhost:3000, https://*.cloud.example.org");
     let reg = start_basic(&files, &[("API_CORS_ORIGINS", &origins)]).await;
     let allowed = preflight(&reg, DASHBOARD).await;
     assert_eq!(allowed.status, 200);
@@ -250,6 +250,25 @@ async fn dashboards_named_by_api_cors_origins_may_call_with_credentials() {
     );
     let stranger = preflight(&reg, "https://evil.example.com").await;
     assert_eq!(stranger.header("access-control-allow-origin"), None);
+    // One wildcard label (the eddisonso registry's `*.cloud.<domain>` dashboards): any one
+    // label in its place, nothing deeper, nothing else.
+    let labelled = preflight(&reg, "https://console.cloud.example.org").await;
+    assert_eq!(
+        labelled.header("access-control-allow-origin"),
+        Some("https://console.cloud.example.org")
+    );
+    for origin in [
+        "https://a.b.cloud.example.org",
+        "https://evilcloud.example.org",
+        "http://console.cloud.example.org",
+    ] {
+        let reply = preflight(&reg, origin).await;
+        assert_eq!(
+            reply.header("access-control-allow-origin"),
+            None,
+            "{origin}"
+        );
+    }
 
     // The answers themselves, successes and refusals alike, are readable by the dashboard.
     let origin = [("Origin", DASHBOARD), ("Content-Type", "application/json")];
