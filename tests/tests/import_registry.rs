@@ -1,0 +1,409 @@
+//! `jobs import --from <registry URL>`: another registry's content copied into a fresh
+//! registry's database and storage, from distribution (Debian's `docker-registry` 2.8: no
+//! referrers API, referrers kept by the tag-schema fallback) and from a second instance of
+//! this registry (its referrers API). Each test checks the result through this registry's
+//! `/v2` API: every source tag resolves to the same digest, every manifest and blob reached
+//! from the tags (through indexes and referrers) is served with bytes hashing to its digest;
+//! and the report's counts: a second run copies nothing, a run killed midway resumes without
+//! copying again what was done.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+
+use registry_tests::api::{database_url, jobs_bin};
+use registry_tests::clients::ACCEPT_MANIFESTS;
+use registry_tests::oci_layout::{Image, MultiArch};
+use registry_tests::upstream::{Distribution, Flavour, UPSTREAM_USER};
+use registry_tests::{OCI_MANIFEST, Registry, Reply, send, sha256_digest};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// A registry's `/v2` API as the tests read it (with Basic credentials when it wants them).
+struct Side<'a> {
+    base: String,
+    client: reqwest::Client,
+    auth: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> Side<'a> {
+    fn of_distribution(dist: &Distribution, auth: Option<(&'a str, &'a str)>) -> Side<'a> {
+        Side {
+            base: dist.base_url(),
+            client: reqwest::Client::new(),
+            auth,
+        }
+    }
+
+    fn of_registry(reg: &Registry) -> Side<'a> {
+        Side {
+            base: reg.url(""),
+            client: reqwest::Client::new(),
+            auth: None,
+        }
+    }
+
+    async fn get(&self, target: &str) -> Reply {
+        let url = if target.starts_with("http") {
+            target.to_owned()
+        } else {
+            format!("{}{target}", self.base)
+        };
+        let mut request = self.client.get(url).header("Accept", ACCEPT_MANIFESTS);
+        if let Some((user, password)) = self.auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        send(request).await
+    }
+
+    /// Every tag of the repository, following `Link` pages.
+    async fn tags(&self, repository: &str) -> Vec<String> {
+        let mut tags = Vec::new();
+        let mut next = Some(format!("/v2/{repository}/tags/list?n=250"));
+        while let Some(target) = next.take() {
+            let reply = self.get(&target).await;
+            assert_eq!(reply.status, 200, "{target}: {}", reply.text());
+            for tag in reply.json()["tags"].as_array().into_iter().flatten() {
+                tags.push(tag.as_str().expect("tag").to_owned());
+            }
+            next = reply
+                .header("link")
+                .and_then(|l| l.split_once('<'))
+                .and_then(|(_, rest)| rest.split_once('>'))
+                .map(|(target, _)| target.to_owned());
+        }
+        tags.sort();
+        tags
+    }
+
+    /// The digest a tag names.
+    async fn digest_of(&self, repository: &str, tag: &str) -> Option<String> {
+        let reply = self.get(&format!("/v2/{repository}/manifests/{tag}")).await;
+        (reply.status == 200).then(|| sha256_digest(&reply.body))
+    }
+
+    /// The manifests and blobs reached from `digest`: children of indexes, config and
+    /// layers, and (`referrers_api`) the referrers the API lists.
+    async fn closure(
+        &self,
+        repository: &str,
+        digest: &str,
+        referrers_api: bool,
+        manifests: &mut BTreeSet<String>,
+        blobs: &mut BTreeSet<String>,
+    ) {
+        let mut pending = vec![digest.to_owned()];
+        while let Some(digest) = pending.pop() {
+            if !manifests.insert(digest.clone()) {
+                continue;
+            }
+            let reply = self
+                .get(&format!("/v2/{repository}/manifests/{digest}"))
+                .await;
+            assert_eq!(reply.status, 200, "{repository}@{digest}: {}", reply.text());
+            let manifest = reply.json();
+            for child in manifest["manifests"].as_array().into_iter().flatten() {
+                pending.push(child["digest"].as_str().expect("digest").to_owned());
+            }
+            let config = manifest.get("config").into_iter();
+            for blob in config.chain(manifest["layers"].as_array().into_iter().flatten()) {
+                blobs.insert(blob["digest"].as_str().expect("digest").to_owned());
+            }
+            if referrers_api {
+                let reply = self
+                    .get(&format!("/v2/{repository}/referrers/{digest}"))
+                    .await;
+                assert_eq!(reply.status, 200, "referrers: {}", reply.text());
+                for referrer in reply.json()["manifests"].as_array().into_iter().flatten() {
+                    pending.push(referrer["digest"].as_str().expect("digest").to_owned());
+                }
+            }
+        }
+    }
+}
+
+/// Asserts that every tag of `repositories` at the source resolves in `dest` to the same
+/// digest and that every manifest and blob reached from them is served by `dest` with bytes
+/// hashing to their digest; returns the number of blobs (per repository).
+async fn assert_imported(
+    source: &Side<'_>,
+    dest: &Side<'_>,
+    repositories: &[&str],
+    referrers_api: bool,
+) -> usize {
+    let mut blob_count = 0;
+    for repository in repositories {
+        let tags = source.tags(repository).await;
+        assert!(!tags.is_empty(), "{repository} has tags at the source");
+        assert_eq!(
+            dest.tags(repository).await,
+            tags,
+            "{repository}: the same tags"
+        );
+        let mut manifests = BTreeSet::new();
+        let mut blobs = BTreeSet::new();
+        for tag in &tags {
+            let digest = source.digest_of(repository, tag).await.expect("source tag");
+            assert_eq!(
+                dest.digest_of(repository, tag).await.as_deref(),
+                Some(digest.as_str()),
+                "{repository}:{tag}"
+            );
+            source
+                .closure(
+                    repository,
+                    &digest,
+                    referrers_api,
+                    &mut manifests,
+                    &mut blobs,
+                )
+                .await;
+        }
+        for digest in &manifests {
+            let reply = dest
+                .get(&format!("/v2/{repository}/manifests/{digest}"))
+                .await;
+            assert_eq!(reply.status, 200, "{repository}@{digest} here");
+            assert_eq!(sha256_digest(&reply.body), *digest);
+        }
+        for digest in &blobs {
+            let reply = dest.get(&format!("/v2/{repository}/blobs/{digest}")).await;
+            assert_eq!(reply.status, 200, "blob {repository}@{digest} here");
+            assert_eq!(sha256_digest(&reply.body), *digest, "blob {digest} intact");
+        }
+        blob_count += blobs.len();
+    }
+    blob_count
+}
+
+/// The jobs binary's command for `jobs import` into `reg`'s database and storage.
+fn import_command(reg: &Registry, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(jobs_bin());
+    command
+        .arg("import")
+        .args(args)
+        .env_clear()
+        .env("DATA_DIR", reg.data_dir())
+        .env("DATABASE_URL", database_url(reg))
+        .env("LOG_LEVEL", "info")
+        .envs(reg.storage_env())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `jobs import`; its exit code and report (standard output).
+async fn import(reg: &Registry, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let out = import_command(reg, args, env)
+        .output()
+        .await
+        .expect("run jobs import");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = out.status.code().unwrap_or(-1);
+    if code != 0 {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    (code, report)
+}
+
+/// The number just before `label` on the report's line starting with `line`.
+fn count(report: &str, line: &str, label: &str) -> u64 {
+    let text = report
+        .lines()
+        .find(|l| l.starts_with(line))
+        .unwrap_or_else(|| panic!("no {line:?} line in:\n{report}"));
+    let before = &text[..text
+        .find(label)
+        .unwrap_or_else(|| panic!("{label:?} in {text}"))];
+    before
+        .trim_end()
+        .rsplit([' ', ','])
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a number before {label:?} in {text}"))
+}
+
+#[tokio::test]
+async fn imports_distribution_with_an_index_a_fallback_referrer_and_a_thousand_tags() {
+    let dist = Distribution::start(Flavour::Open).await;
+    let multi = MultiArch::generate(&["amd64", "arm64"], 41);
+    dist.push_multi_arch("multi/app", "v1", &multi).await;
+    let image = Image::generate("amd64", 42, &[20_000]);
+    dist.push_image("art/app", Some("v1"), &image).await;
+    let referrer = dist.push_referrer("art/app", &image, 7).await;
+    let few: Vec<Image> = (0..4)
+        .map(|i| Image::generate("amd64", 100 + i, &[1000]))
+        .collect();
+    for image in &few {
+        dist.push_image("many/tags", None, image).await;
+    }
+    for i in 0..1000 {
+        let image = &few[i % few.len()];
+        dist.push_manifest(
+            "many/tags",
+            &format!("t{i:04}"),
+            OCI_MANIFEST,
+            &image.manifest.bytes,
+        )
+        .await;
+    }
+    let reg = Registry::start().await;
+
+    let (code, report) = import(&reg, &["--from", &dist.base_url()], &[]).await;
+    assert_eq!(code, 0, "{report}");
+    let source = Side::of_distribution(&dist, None);
+    let dest = Side::of_registry(&reg);
+    let repositories = ["art/app", "many/tags", "multi/app"];
+    let blobs = assert_imported(&source, &dest, &repositories, false).await;
+    assert_eq!(
+        count(&report, "blobs:", "copied") as usize,
+        blobs,
+        "{report}"
+    );
+    assert_eq!(count(&report, "tags:", "set"), 1000 + 2 + 1, "{report}");
+    assert_eq!(count(&report, "verification:", "mismatches"), 0, "{report}");
+    // The fallback tag came as a tag, and its artifact (with its subject) is now listed by
+    // this registry's referrers API too.
+    assert_eq!(
+        dest.digest_of("art/app", &referrer.fallback_tag).await,
+        Some(referrer.fallback_index.digest.clone())
+    );
+    let referrers = dest
+        .get(&format!("/v2/art/app/referrers/{}", image.manifest.digest))
+        .await;
+    assert_eq!(
+        referrers.json()["manifests"][0]["digest"],
+        referrer.manifest.digest
+    );
+
+    // A second run copies nothing.
+    let (code, again) = import(&reg, &["--from", &dist.base_url()], &[]).await;
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(count(&again, "blobs:", "copied"), 0, "{again}");
+    assert_eq!(count(&again, "manifests:", "stored"), 0, "{again}");
+    assert_eq!(count(&again, "tags:", "set"), 0, "{again}");
+    assert_eq!(count(&again, "tags:", "already done"), 1003, "{again}");
+    assert_eq!(
+        count(&again, "verification:", "blobs") as usize,
+        blobs,
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_import_resumes_without_copying_again_what_was_done() {
+    let dist = Distribution::start(Flavour::Htpasswd).await;
+    let mut repositories = Vec::new();
+    for r in 0..12u64 {
+        let repository = format!("fleet/app{r:02}");
+        let image = Image::generate("amd64", 500 + r, &[150_000, 150_000, 150_000, 150_000]);
+        dist.push_image(&repository, Some("v1"), &image).await;
+        repositories.push(repository);
+    }
+    let names: Vec<&str> = repositories.iter().map(String::as_str).collect();
+    let reg = Registry::start().await;
+    let (user, password) = UPSTREAM_USER;
+    let args = [
+        "--from",
+        &dist.base_url(),
+        "--username",
+        user,
+        "--password-env",
+        "SOURCE_PASSWORD",
+        "--prefix",
+        "fleet/",
+        "--concurrency",
+        "1",
+        "--progress-interval",
+        "0.1",
+    ];
+    let env = [("SOURCE_PASSWORD", password)];
+
+    // Killed once its progress line says blobs were copied.
+    let mut child = import_command(&reg, &args, &env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn jobs import");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    loop {
+        let line = lines
+            .next_line()
+            .await
+            .expect("read stderr")
+            .expect("a progress line before the end");
+        assert!(
+            !line.contains("import finished"),
+            "finished before the kill"
+        );
+        let copied = line
+            .split_once("blobs_copied=")
+            .and_then(|(_, rest)| rest.split(' ').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        if line.contains("import progress") && copied.is_some_and(|n| n > 0) {
+            break;
+        }
+    }
+    assert!(child.try_wait().expect("wait").is_none(), "still running");
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
+
+    // What is here after the kill is exactly what the resumed run does not copy.
+    let source = Side::of_distribution(&dist, Some(UPSTREAM_USER));
+    let dest = Side::of_registry(&reg);
+    let mut total = 0;
+    let mut here = 0;
+    for repository in &names {
+        let digest = source
+            .digest_of(repository, "v1")
+            .await
+            .expect("source tag");
+        let (mut manifests, mut blobs) = (BTreeSet::new(), BTreeSet::new());
+        source
+            .closure(repository, &digest, false, &mut manifests, &mut blobs)
+            .await;
+        total += blobs.len() as u64;
+        for blob in &blobs {
+            let head = send(
+                dest.client
+                    .head(reg.url(&format!("/v2/{repository}/blobs/{blob}"))),
+            )
+            .await;
+            here += u64::from(head.status == 200);
+        }
+    }
+    assert!(
+        here > 0 && here < total,
+        "{here} of {total} blobs copied before the kill"
+    );
+
+    let (code, report) = import(&reg, &args, &env).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(count(&report, "blobs:", "copied"), total - here, "{report}");
+    assert_eq!(
+        assert_imported(&source, &dest, &names, false).await as u64,
+        total
+    );
+
+    let (code, again) = import(&reg, &args, &env).await;
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(count(&again, "blobs:", "copied"), 0, "{again}");
+    assert_eq!(count(&again, "tags:", "already done"), 12, "{again}");
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2_and_a_source_that_fails_exits_1() {
+    let reg = Registry::start().await;
+    for args in [
+        &[][..],
+        &["--from"][..],
+        &["--from", "ftp://example"][..],
+        &["--from", "http://user:pw@127.0.0.1:1"][..],
+        &["--from", "http://127.0.0.1:1", "--password-env", "X"][..],
+        &["--from", "http://127.0.0.1:1", "--bogus"][..],
+    ] {
+        let (code, _) = import(&reg, args, &[]).await;
+        assert_eq!(code, 2, "{args:?}");
+    }
+    // Nothing listens there: the catalog cannot be read.
+    let (code, _) = import(&reg, &["--from", "http://127.0.0.1:1"], &[]).await;
+    assert_eq!(code, 1);
+}
