@@ -14,7 +14,7 @@ use registry_tests::api::{database_url, jobs_bin};
 use registry_tests::clients::ACCEPT_MANIFESTS;
 use registry_tests::oci_layout::{Image, MultiArch};
 use registry_tests::upstream::{Distribution, Flavour, UPSTREAM_USER};
-use registry_tests::{OCI_MANIFEST, Registry, Reply, send, sha256_digest};
+use registry_tests::{EMPTY_JSON, OCI_EMPTY, OCI_MANIFEST, Registry, Reply, send, sha256_digest};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// A registry's `/v2` API as the tests read it (with Basic credentials when it wants them).
@@ -198,6 +198,7 @@ async fn import(reg: &Registry, args: &[&str], env: &[(&str, &str)]) -> (i32, St
         .expect("run jobs import");
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     let code = out.status.code().unwrap_or(-1);
+    eprintln!("jobs import {args:?} → {code}:\n{report}");
     if code != 0 {
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     }
@@ -387,6 +388,72 @@ async fn a_killed_import_resumes_without_copying_again_what_was_done() {
     assert_eq!(code, 0, "{again}");
     assert_eq!(count(&again, "blobs:", "copied"), 0, "{again}");
     assert_eq!(count(&again, "tags:", "already done"), 12, "{again}");
+}
+
+#[tokio::test]
+async fn imports_from_another_instance_of_this_registry_with_its_referrers_api() {
+    let source_reg = Registry::start().await;
+    let image = source_reg.push_image("team/app", "v1", &[3000, 5000]).await;
+    // The same bytes under another repository: linked, not copied, once team/app is here.
+    source_reg
+        .push_image("team/copy", "v1", &[3000, 5000])
+        .await;
+    source_reg.push_image("team/app", "v2", &[7000]).await;
+    source_reg.push_image("other/app", "v1", &[100]).await;
+    // An artifact whose subject is v1, reached only through the referrers API.
+    let config = source_reg.push_blob("team/app", EMPTY_JSON).await;
+    let sbom = source_reg.push_blob("team/app", b"sbom of v1").await;
+    let artifact = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.sbom.v1+json",
+        "config": {"mediaType": OCI_EMPTY, "digest": config, "size": 2},
+        "layers": [{"mediaType": "application/vnd.example.sbom.v1+json", "digest": sbom, "size": 10}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": image.digest, "size": image.manifest.len()},
+    })
+    .to_string();
+    let artifact_digest = sha256_digest(artifact.as_bytes());
+    source_reg
+        .push_manifest(
+            "team/app",
+            &artifact_digest,
+            OCI_MANIFEST,
+            artifact.as_bytes(),
+        )
+        .await;
+    let reg = Registry::start().await;
+
+    let from = source_reg.url("");
+    let (code, report) = import(&reg, &["--from", &from, "--repository", "team/app"], &[]).await;
+    assert_eq!(code, 0, "{report}");
+    let source = Side::of_registry(&source_reg);
+    let dest = Side::of_registry(&reg);
+    let blobs = assert_imported(&source, &dest, &["team/app"], true).await;
+    assert_eq!(
+        count(&report, "blobs:", "copied") as usize,
+        blobs,
+        "{report}"
+    );
+    let referrers = dest
+        .get(&format!("/v2/team/app/referrers/{}", image.digest))
+        .await;
+    assert_eq!(referrers.json()["manifests"][0]["digest"], artifact_digest);
+    // Only the repository asked for.
+    assert_eq!(dest.get("/v2/other/app/tags/list").await.status, 404);
+
+    let (code, again) = import(&reg, &["--from", &from, "--repository", "team/app"], &[]).await;
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(count(&again, "blobs:", "copied"), 0, "{again}");
+
+    let (code, copy) = import(&reg, &["--from", &from, "--prefix", "team/c"], &[]).await;
+    assert_eq!(code, 0, "{copy}");
+    assert_eq!(count(&copy, "blobs:", "copied"), 0, "{copy}");
+    assert_eq!(
+        count(&copy, "blobs:", "linked from this registry"),
+        3,
+        "{copy}"
+    );
+    assert_imported(&source, &dest, &["team/copy"], true).await;
 }
 
 #[tokio::test]
