@@ -11,10 +11,13 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 
 use registry_tests::api::{database_url, jobs_bin};
+use registry_tests::auth::{ALICE, AuthFiles, Client, Scheme};
 use registry_tests::clients::ACCEPT_MANIFESTS;
 use registry_tests::oci_layout::{Image, MultiArch};
 use registry_tests::upstream::{Distribution, Flavour, UPSTREAM_USER};
-use registry_tests::{EMPTY_JSON, OCI_EMPTY, OCI_MANIFEST, Registry, Reply, send, sha256_digest};
+use registry_tests::{
+    EMPTY_JSON, OCI_EMPTY, OCI_MANIFEST, PushedImage, Registry, Reply, send, sha256_digest,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// A registry's `/v2` API as the tests read it (with Basic credentials when it wants them).
@@ -454,6 +457,74 @@ async fn imports_from_another_instance_of_this_registry_with_its_referrers_api()
         "{copy}"
     );
     assert_imported(&source, &dest, &["team/copy"], true).await;
+}
+
+/// Asserts that `dest` serves `image` as `repository:tag`, every byte the same.
+async fn assert_serves(dest: &Side<'_>, repository: &str, tag: &str, image: &PushedImage) {
+    assert_eq!(
+        dest.digest_of(repository, tag).await.as_deref(),
+        Some(image.digest.as_str())
+    );
+    for (digest, bytes) in image.layers.iter().chain([&image.config]) {
+        let reply = dest.get(&format!("/v2/{repository}/blobs/{digest}")).await;
+        assert_eq!(reply.status, 200, "{repository}@{digest}");
+        assert!(reply.body == *bytes, "{repository}@{digest} intact");
+    }
+}
+
+#[tokio::test]
+async fn imports_from_a_token_authenticated_registry_with_credentials_or_a_static_token() {
+    const SECRET: &str = "a-test-secret-of-more-than-32-bytes-0123456789";
+    let files = AuthFiles::new();
+    let source_reg = Registry::start_with(&[
+        ("AUTH_MODE", "token"),
+        ("JWT_SECRET", SECRET),
+        (
+            "HTPASSWD_FILE",
+            files.htpasswd.to_str().expect("UTF-8 path"),
+        ),
+        ("AUTH_RULES_FILE", files.rules.to_str().expect("UTF-8 path")),
+    ])
+    .await;
+    let alice = Client::new(&source_reg, Scheme::Token, Some(ALICE));
+    let image = alice.push_image("alpha/app", "v1", 9).await;
+    let from = source_reg.url("");
+    let (user, password) = ALICE;
+
+    // Credentials: a token per scope from the source's realm, as docker gets them.
+    let reg = Registry::start().await;
+    let args = [
+        "--from",
+        &from,
+        "--username",
+        user,
+        "--password-env",
+        "PW",
+        "--prefix",
+        "alpha/",
+    ];
+    let (code, report) = import(&reg, &args, &[("PW", password)]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(count(&report, "blobs:", "copied"), 3, "{report}");
+    assert_serves(&Side::of_registry(&reg), "alpha/app", "v1", &image).await;
+    // A wrong password: nothing can be listed.
+    let (code, _) = import(&reg, &args, &[("PW", "wrong")]).await;
+    assert_eq!(code, 1);
+
+    // A static token, sent as is (its scope covers the repository; no catalog read).
+    let token = alice.token(&["repository:alpha/app:pull".to_owned()]).await;
+    let other = Registry::start().await;
+    let args = [
+        "--from",
+        &from,
+        "--token-env",
+        "TOKEN",
+        "--repository",
+        "alpha/app",
+    ];
+    let (code, report) = import(&other, &args, &[("TOKEN", token.as_str())]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_serves(&Side::of_registry(&other), "alpha/app", "v1", &image).await;
 }
 
 #[tokio::test]
