@@ -1,6 +1,6 @@
 //! `jobs import`: copies another registry's content into this one (see the README's
 //! "Moving in"). [`source`] is what it reads from ([`registry::RegistrySource`]: a
-//! registry's HTTP API); [`walk`] copies, [`verify`] checks the result.
+//! registry's HTTP API); `walk` copies, `verify` checks the result.
 //!
 //! The walk, per repository, per tag: the manifest the tag names; for an index, each child
 //! manifest first; each manifest's config and layers (copied unless this registry has the
