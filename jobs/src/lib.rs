@@ -60,6 +60,7 @@ mod cache_evict;
 pub mod deliver_events;
 mod gc;
 pub mod import;
+pub mod import_cli;
 mod index;
 mod project_storage;
 mod report;

@@ -1,25 +1,34 @@
 //! `jobs <subcommand>`: runs one scheduled job (or `run-all`) against the configured
 //! database and storage, logs its summary, and exits 0 on success, 1 when the job or any item
-//! failed, 2 on a usage or configuration error.
+//! failed, 2 on a usage or configuration error. `jobs import --from <URL>` copies another
+//! registry into this one (`registry_jobs::import`) and prints its report, with the same
+//! exit codes (1: anything failed or does not match).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use registry_common::bootstrap::{StorageBackends, open_storage};
 use registry_common::config::JobsBinaryConfig;
 use registry_common::metadata::Metadata;
 use registry_common::telemetry;
+use registry_jobs::import::registry::RegistrySource;
+use registry_jobs::import::{ImportOptions, ImportReport};
 use registry_jobs::{Job, JobContext};
 
 fn usage() -> String {
     let names: Vec<&str> = Job::ALL.iter().map(|j| j.name()).collect();
     format!(
-        "usage: jobs <{}>\n       jobs deliver-events --loop",
-        names.join("|")
+        "usage: jobs <{}>\n       jobs deliver-events --loop\n       {}",
+        names.join("|"),
+        registry_jobs::import_cli::USAGE
     )
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "import") {
+        return import_main(&args[1..]);
+    }
     let (name, looping) = match args.as_slice() {
         [name] => (name, false),
         [name, flag] if name == "deliver-events" && flag == "--loop" => (name, true),
@@ -59,6 +68,78 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `jobs import …`: parses, runs, prints the report.
+fn import_main(args: &[String]) -> ExitCode {
+    let command = match registry_jobs::import_cli::parse(args, |var| std::env::var(var).ok()) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("jobs import: {e}\n{}", usage());
+            return ExitCode::from(2);
+        }
+    };
+    let source = match RegistrySource::new(&command.from, command.auth) {
+        Ok(source) => source,
+        Err(e) => {
+            eprintln!("jobs import: --from: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match JobsBinaryConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("jobs: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("jobs: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match import(source, command.options, config).await {
+            Ok(report) => {
+                let text = report.render();
+                print!("{text}");
+                tracing::info!(ok = report.ok(), report = %text, "import finished");
+                if report.ok() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %registry_common::error::ErrorChain(e.as_ref()), "import failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn import(
+    source: RegistrySource,
+    options: ImportOptions,
+    config: JobsBinaryConfig,
+) -> Result<ImportReport, Box<dyn std::error::Error + Send + Sync>> {
+    // The import writes through the services of a push: the schema must be the current one
+    // (a fresh registry's database is migrated here, as the registry does at start-up).
+    let metadata = Metadata::connect(&config.database_url(), &config.db).await?;
+    let backends = StorageBackends::default()
+        .with_gcs(registry_gcs::open_storage)
+        .with_s3(registry_s3::open_storage);
+    let storage = open_storage(&config.storage, &backends).await?;
+    let result =
+        registry_jobs::import::run(Arc::new(source), metadata.clone(), storage, options).await;
+    metadata.close().await;
+    Ok(result?)
 }
 
 async fn run(

@@ -11,8 +11,8 @@
 use sqlx::{Any, Transaction};
 
 use super::{
-    Engine, Metadata, MetadataError, NewEvent, events, is_foreign_key_violation, now_millis,
-    repositories, to_db_size,
+    Engine, Metadata, MetadataError, NewEvent, events, from_db_size, is_foreign_key_violation,
+    now_millis, repositories, to_db_size,
 };
 use crate::oci::{Digest, RepositoryName, UploadId};
 
@@ -117,6 +117,16 @@ impl BlobLock {
             .await
             .map_err(MetadataError::query("select blob"))?;
         Ok(row.is_some())
+    }
+
+    /// The blob's size when it has a row.
+    pub async fn size(&mut self) -> Result<Option<u64>, MetadataError> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT size FROM blobs WHERE digest = $1")
+            .bind(&self.digest)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(MetadataError::query("select blob size"))?;
+        Ok(row.map(|(size,)| from_db_size(size)))
     }
 
     /// Deletes the blob's row when no repository links it and it was created at or before

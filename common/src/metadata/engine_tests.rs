@@ -423,3 +423,66 @@ async fn sqlite_commits_are_synced_before_they_return() {
         assert_eq!(level, 2);
     }
 }
+
+#[tokio::test]
+async fn import_items_are_found_by_source_and_moved_tags_recorded_anew() {
+    for (engine, meta, _guard) in engines().await {
+        let app = repo("team/app");
+        let (a, b) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"));
+        let item = |digest: &Digest, size| ImportedItem {
+            digest: digest.clone(),
+            size,
+        };
+        assert_eq!(
+            meta.imported_item("http://src", &app, ImportKind::Tag, "v1")
+                .await
+                .expect("select"),
+            None,
+            "{engine}"
+        );
+        meta.record_imported_item("http://src", &app, ImportKind::Tag, "v1", &item(&a, 0))
+            .await
+            .expect("record");
+        meta.record_imported_item("http://src", &app, ImportKind::Tag, "v1", &item(&b, 0))
+            .await
+            .expect("record again");
+        let blob_item = item(&a, 1);
+        meta.record_imported_item(
+            "http://src",
+            &app,
+            ImportKind::Blob,
+            &a.to_string(),
+            &blob_item,
+        )
+        .await
+        .expect("record blob");
+        let found = |source: &'static str, kind, key: String| {
+            let (meta, app) = (meta.clone(), app.clone());
+            async move {
+                meta.imported_item(source, &app, kind, &key)
+                    .await
+                    .expect("select")
+            }
+        };
+        assert_eq!(
+            found("http://src", ImportKind::Tag, "v1".into()).await,
+            Some(item(&b, 0)),
+            "{engine}"
+        );
+        assert_eq!(
+            found("http://other", ImportKind::Tag, "v1".into()).await,
+            None,
+            "{engine}"
+        );
+        assert_eq!(
+            found("http://src", ImportKind::Manifest, a.to_string()).await,
+            None,
+            "{engine}"
+        );
+        assert_eq!(
+            found("http://src", ImportKind::Blob, a.to_string()).await,
+            Some(blob_item),
+            "{engine}"
+        );
+    }
+}

@@ -29,6 +29,7 @@ mod blob_lock;
 mod blobs;
 mod cache;
 mod events;
+mod imports;
 mod maintenance;
 mod management;
 mod manifests;
@@ -50,6 +51,7 @@ pub use events::{
     Claim, ClaimedDelivery, DeadLetter, DeliveryOutcome, EventBacklog, EventsPurged, NewEvent,
     UnfannedEvent,
 };
+pub use imports::{ImportKind, ImportedItem};
 pub use maintenance::{Indexed, LinkRef, ManifestRow, StaleUpload, cutoff};
 pub use management::{ManifestSummaryRow, RepositoryRow, TagRow, UploadParts};
 pub use manifests::{ManifestPut, NewManifest, ReferrerRow, StoredManifest};

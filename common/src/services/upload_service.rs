@@ -209,6 +209,30 @@ impl UploadService {
         })
     }
 
+    /// Links a blob this registry already stores (under any repository) to `name`, without
+    /// its bytes: `jobs import`'s copy of content that is here already. `None` when the blob
+    /// has no row or its object is gone (then its bytes must come again).
+    pub async fn link_stored(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+        origin: &EventOrigin,
+    ) -> Result<Option<u64>, UploadError> {
+        let mut lock = self.metadata.lock_blob(digest).await?;
+        let Some(size) = lock.size().await? else {
+            return Ok(None);
+        };
+        if self.storage.stat(&BlobKey(digest.clone())).await?.is_none() {
+            return Ok(None);
+        }
+        lock.record(name, size).await?;
+        lock.record_events(&self.events.blob_pushed(origin, name, digest, size))
+            .await?;
+        lock.commit().await?;
+        self.events.committed();
+        Ok(Some(size))
+    }
+
     /// `POST ?digest=`: the whole blob in one request.
     pub async fn put_monolithic<S>(
         &self,

@@ -16,7 +16,7 @@ use reqwest_tls::{Method, Response, Url};
 
 use super::auth::{self, AuthCache, Authorization, Challenge, Requester};
 use super::{FetchedBlob, FetchedManifest, Upstream, UpstreamError};
-use crate::config::UpstreamConfig;
+use crate::config::{Secret, UpstreamConfig};
 use crate::oci::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use crate::oci::{Digest, DigestHasher, Reference, RepositoryName, Tag};
 
@@ -55,15 +55,33 @@ pub(super) struct Inner {
     /// The origin credentials may be sent to.
     origin: Url,
     auth: AuthCache,
+    /// A static bearer token sent with every request instead of the challenge flow.
+    static_token: Option<Secret<String>>,
 }
 
 /// A reqwest error without its URL (a signed URL holds a signature), with its causes.
-fn describe(error: reqwest_tls::Error) -> String {
+pub(super) fn describe(error: reqwest_tls::Error) -> String {
     crate::error::ErrorChain(&error.without_url()).to_string()
 }
 
 impl Upstream {
     pub fn new(config: Arc<UpstreamConfig>) -> Result<Upstream, UpstreamError> {
+        Upstream::build(config, None)
+    }
+
+    /// A client that sends `token` as a static bearer with every request (to the upstream's
+    /// origin only) instead of answering challenges; a `401` is [`UpstreamError::Denied`].
+    pub fn with_token(
+        config: Arc<UpstreamConfig>,
+        token: Secret<String>,
+    ) -> Result<Upstream, UpstreamError> {
+        Upstream::build(config, Some(token))
+    }
+
+    fn build(
+        config: Arc<UpstreamConfig>,
+        static_token: Option<Secret<String>>,
+    ) -> Result<Upstream, UpstreamError> {
         let label = format!("upstream {:?}", config.name);
         let invalid = |reason: String| UpstreamError::Invalid {
             reason: format!("{label}: {reason}"),
@@ -84,6 +102,7 @@ impl Upstream {
                 client,
                 origin,
                 auth: AuthCache::default(),
+                static_token,
             }),
         })
     }
@@ -223,13 +242,13 @@ impl Upstream {
             .ok_or_else(|| self.invalid(format!("blob {digest}: no Content-Length")))
     }
 
-    fn invalid(&self, reason: String) -> UpstreamError {
+    pub(super) fn invalid(&self, reason: String) -> UpstreamError {
         UpstreamError::Invalid {
             reason: format!("{}: {reason}", self.inner.label),
         }
     }
 
-    fn unavailable(&self, reason: String) -> UpstreamError {
+    pub(super) fn unavailable(&self, reason: String) -> UpstreamError {
         UpstreamError::Unavailable {
             reason: format!("{}: {reason}", self.inner.label),
         }
@@ -255,13 +274,35 @@ impl Upstream {
         accept: Option<&str>,
     ) -> Result<Response, UpstreamError> {
         RepositoryName::parse(repository).map_err(|e| self.invalid(e.to_string()))?;
-        let url = format!("{}/v2/{repository}/{path}", self.inner.config.url);
-        let url = Url::parse(&url).map_err(|e| self.invalid(format!("{url}: {e}")))?;
+        let url = self.url(&format!("/v2/{repository}/{path}"))?;
         let scope = format!("repository:{repository}:pull");
-        let first = match self.inner.auth.before(&scope) {
+        self.request_url(method, url, &scope, accept).await
+    }
+
+    /// `target` (a path with its query, from `/v2/`) under the upstream's base URL.
+    pub(super) fn url(&self, target: &str) -> Result<Url, UpstreamError> {
+        let url = format!("{}{target}", self.inner.config.url);
+        Url::parse(&url).map_err(|e| self.invalid(format!("{url}: {e}")))
+    }
+
+    /// `method url` with the token of `scope`, authenticated as the upstream asks, its status
+    /// mapped: a response returned is a 2xx.
+    pub(super) async fn request_url(
+        &self,
+        method: Method,
+        url: Url,
+        scope: &str,
+        accept: Option<&str>,
+    ) -> Result<Response, UpstreamError> {
+        if let Some(token) = &self.inner.static_token {
+            let bearer = Authorization::Bearer(token.clone());
+            let response = self.follow(&method, &url, accept, Some(&bearer)).await?;
+            return self.status(response);
+        }
+        let first = match self.inner.auth.before(scope) {
             Ok(authorization) => authorization,
             Err(Challenge::Bearer { realm, service }) => Some(Authorization::Bearer(
-                auth::fetch_token(self.requester(), &realm, service.as_deref(), &scope).await?,
+                auth::fetch_token(self.requester(), &realm, service.as_deref(), scope).await?,
             )),
             Err(Challenge::Basic) => Some(Authorization::Basic),
         };
@@ -269,7 +310,7 @@ impl Upstream {
         if response.status().as_u16() != 401 {
             return self.status(response);
         }
-        self.inner.auth.forget(&scope);
+        self.inner.auth.forget(scope);
         let challenge = auth::parse_challenges(
             response
                 .headers()
@@ -279,7 +320,7 @@ impl Upstream {
         );
         let retry = match challenge {
             Some(Challenge::Bearer { realm, service }) => Authorization::Bearer(
-                auth::fetch_token(self.requester(), &realm, service.as_deref(), &scope).await?,
+                auth::fetch_token(self.requester(), &realm, service.as_deref(), scope).await?,
             ),
             // Basic credentials already refused, or none to give: nothing else to try.
             Some(Challenge::Basic)
@@ -374,7 +415,7 @@ fn same_origin(url: &Url, origin: &Url) -> bool {
         && url.port_or_known_default() == origin.port_or_known_default()
 }
 
-fn header<'r>(response: &'r Response, name: &str) -> Option<&'r str> {
+pub(super) fn header<'r>(response: &'r Response, name: &str) -> Option<&'r str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -1,5 +1,5 @@
 //! The HTTP client of one upstream registry of the pull-through cache (distribution API v2):
-//! manifests and blobs, `GET` and `HEAD`, nothing else. No server types, no metadata, no
+//! manifests and blobs, `GET` and `HEAD`, and (for `jobs import`) the catalog and tag listings. No server types, no metadata, no
 //! storage: the cache service decides what to fetch and where it goes.
 //!
 //! The contract:
@@ -24,6 +24,7 @@
 
 mod auth;
 mod client;
+mod listing;
 
 pub use client::{referrer_digests, verify_manifest};
 
