@@ -12,7 +12,7 @@
 # Usage: scripts/bench.sh [--quick] [--storage disk,tmpfs] [--only SCENARIOS] [--out DIR] [--no-build]
 #   --quick      small sizes (a few minutes); without it, the issue's sizes
 #   --storage    which variants to run (default disk,tmpfs)
-#   --only       comma-separated subset of: limits,push,pull,images,tags,catalog,cold,gcs,s3,gc,cache,events
+#   --only       comma-separated subset of: limits,push,pull,images,tags,catalog,cold,gcs,s3,gc,cache,events,import
 #   --out DIR    where results.jsonl, table.md and the server logs go (default a new temp dir)
 #   --no-build   use the release binaries already in target/release ($CARGO_TARGET_DIR/release)
 #
@@ -46,7 +46,7 @@ JOBS="$TARGET_DIR/release/jobs"
 QUICK=false
 BUILD=true
 STORAGES="disk,tmpfs"
-ONLY="limits,push,pull,images,tags,catalog,cold,gcs,s3,gc,cache,events"
+ONLY="limits,push,pull,images,tags,catalog,cold,gcs,s3,gc,cache,events,import"
 OUT=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -63,11 +63,11 @@ done
 if $QUICK; then
     SMALL=16MiB MANY=8 BIG=64MiB FEW=2 IMAGES=40 LEVELS=1,8,32 TAGS=1000 REPOS=500
     LIMIT_SIZE=256MiB GCS_SIZE=128MiB S3_SIZES="${BENCH_S3_SIZES:-32MiB,128MiB}" SEED_BLOBS=100000 SEED_MANIFESTS=10000 COLD_RUNS=5
-    RANGES=200 LIST_REQUESTS=50 CACHE_SIZE=32MiB
+    RANGES=200 LIST_REQUESTS=50 CACHE_SIZE=32MiB IMPORT_IMAGES=100 IMPORT_LAYER_MIB=128
 else
     SMALL=16MiB MANY=64 BIG=512MiB FEW=3 IMAGES=200 LEVELS=1,8,32 TAGS=1000 REPOS=500
     LIMIT_SIZE=1GiB GCS_SIZE=1GiB S3_SIZES="${BENCH_S3_SIZES:-256MiB,1GiB}" SEED_BLOBS=1000000 SEED_MANIFESTS=100000 COLD_RUNS=20
-    RANGES=400 LIST_REQUESTS=200 CACHE_SIZE=200MiB
+    RANGES=400 LIST_REQUESTS=200 CACHE_SIZE=200MiB IMPORT_IMAGES=500 IMPORT_LAYER_MIB=2048
 fi
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
 GCS_ADDRESS="${BENCH_GCS_ADDRESS:-127.0.0.3}"
@@ -750,6 +750,75 @@ if wants gc; then
     done
     psql -q "$PG" -c "DROP DATABASE $GC_DB"
     GC_DB=""
+fi
+
+# --- jobs import from distribution (issue 17) ----------------------------------------------
+# push_big_image URL REPO TAG MIB: one image whose single layer is MIB MiB of random bytes,
+# pushed with curl (a monolithic PUT streamed from a file).
+push_big_image() {
+    local url="$1" repo="$2" tag="$3" mib="$4" file location digest config config_digest manifest sep
+    file="$(mktemp "$BENCH_DISK/layer.XXXXXX")"
+    head -c "$((mib * 1024 * 1024))" /dev/urandom >"$file"
+    digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
+    location="$(curl -sS -o /dev/null -w '%header{location}' -X POST "$url/v2/$repo/blobs/uploads/")"
+    [[ "$location" == http* ]] || location="$url$location"
+    sep='?'
+    [[ "$location" != *'?'* ]] || sep='&'
+    curl -sS -f -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' \
+        --data-binary "@$file" "$location${sep}digest=$digest"
+    config='{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    config_digest="sha256:$(printf '%s' "$config" | sha256sum | cut -d' ' -f1)"
+    curl -sS -f -o /dev/null -X POST -H 'Content-Type: application/octet-stream' \
+        --data-binary "$config" "$url/v2/$repo/blobs/uploads/?digest=$config_digest"
+    manifest="$(jq -cn --arg c "$config_digest" --argjson cs "${#config}" --arg l "$digest" \
+        --argjson ls "$((mib * 1024 * 1024))" \
+        '{schemaVersion:2, mediaType:"application/vnd.oci.image.manifest.v1+json",
+          config:{mediaType:"application/vnd.oci.image.config.v1+json", digest:$c, size:$cs},
+          layers:[{mediaType:"application/vnd.oci.image.layer.v1.tar+gzip", digest:$l, size:$ls}]}')"
+    curl -sS -f -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+        --data-binary "$manifest" "$url/v2/$repo/manifests/$tag"
+    rm -f "$file"
+}
+
+# import_run CASE SOURCE_URL: `jobs import --from SOURCE_URL` into a fresh embedded default on
+# disk, timed; a results line with images/s, MiB/s, time and the jobs binary's peak RSS.
+import_run() {
+    local case="$1" source="$2" data seconds rss_kib images bytes
+    data="$(mktemp -d "$BENCH_DISK/import.XXXXXX")"
+    DATA_DIR="$data" LOG_LEVEL=warn /usr/bin/time -v -o "$OUT/time.txt" \
+        "$JOBS" import --from "$source" --concurrency 4 >"$OUT/import-report.txt" \
+        2>>"$OUT/logs/jobs.log"
+    cat "$OUT/import-report.txt" >&2
+    seconds="$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$OUT/time.txt")"
+    rss_kib="$(awk -F': ' '/Maximum resident set size/ {print $2}' "$OUT/time.txt")"
+    images="$(sed -n 's/^manifests: \([0-9]*\) stored.*/\1/p' "$OUT/import-report.txt")"
+    bytes="$(sed -n 's/^blobs: [0-9]* copied (\([0-9]*\) bytes.*/\1/p' "$OUT/import-report.txt")"
+    jq -cn --arg case "$case" --argjson s "$seconds" --argjson r "$rss_kib" \
+        --argjson images "${images:-0}" --argjson bytes "${bytes:-0}" \
+        --argjson load "$(cut -d' ' -f1 /proc/loadavg)" \
+        '{scenario:"import", case:$case, label:"project", storage:"disk",
+          figures:[{name:"images/s", value:(($images/$s*10|round)/10), unit:"images/s", better:"higher"},
+                   {name:"throughput", value:(($bytes/1048576/$s*10|round)/10), unit:"MiB/s", better:"higher"},
+                   {name:"time", value:$s, unit:"s", better:"lower"},
+                   {name:"jobs peak RSS", value:(($r/1024*100|round)/100), unit:"MiB", better:"lower"}],
+          load:{load1:$load}}' | tee -a "$RESULTS" >&2
+    rm -rf "$data"
+}
+
+if wants import; then
+    BENCH_DISK="$(mktemp -d "${BENCH_DISK_DIR:-/tmp}/registry-bench-import.XXXXXX")"
+    CLEANUP_DIRS+=("$BENCH_DISK")
+    start_server distribution "$BENCH_DISK/source-small"
+    log "import: $IMPORT_IMAGES small images into distribution"
+    "$BENCH" small-images --url "$SERVER_URL" --images "$IMPORT_IMAGES" --levels 8 --repos 10 \
+        --label distribution --storage disk >/dev/null
+    import_run "$IMPORT_IMAGES small images (10 repositories), from distribution" "$SERVER_URL"
+    stop_server "$BENCH_DISK/source-small"
+    start_server distribution "$BENCH_DISK/source-big"
+    log "import: one image with a ${IMPORT_LAYER_MIB} MiB layer into distribution"
+    push_big_image "$SERVER_URL" bench/big latest "$IMPORT_LAYER_MIB"
+    import_run "one image, a ${IMPORT_LAYER_MIB} MiB layer, from distribution" "$SERVER_URL"
+    stop_server "$BENCH_DISK/source-big"
 fi
 
 echo "end: $(machine_load)" >>"$OUT/machine.txt"

@@ -140,7 +140,8 @@ pub async fn run(
         options.repositories.clone()
     };
     let walker = walk::Walker::new(source.clone(), metadata.clone(), storage.clone(), &options);
-    let reporter = progress::start(walker.progress(), options.progress_every, started);
+    let total = u64::try_from(repositories.len()).unwrap_or(u64::MAX);
+    let reporter = progress::start(walker.progress(), options.progress_every, started, total);
     let mut listed = Vec::new();
     for repository in &repositories {
         listed.push((repository.clone(), walker.repository(repository).await));

@@ -63,11 +63,13 @@ impl Progress {
     }
 }
 
-/// Logs the counters every `every` until aborted (and rewrites a line on a terminal).
+/// Logs the counters every `every` until aborted (and rewrites a line on a terminal), with
+/// the time left estimated from the share of the `total` repositories walked so far.
 pub fn start(
     progress: Arc<Progress>,
     every: Duration,
     started: Instant,
+    total: u64,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every.max(Duration::from_millis(50)));
@@ -78,8 +80,12 @@ pub fn start(
             let c = progress.snapshot();
             let elapsed = started.elapsed();
             let rate = human_rate(c.bytes_copied, elapsed);
+            let eta = eta(c.repositories, total, elapsed)
+                .map_or_else(|| "unknown".to_owned(), human_duration);
             tracing::info!(
                 repositories = c.repositories,
+                of = total,
+                eta = %eta,
                 tags = c.tags_set + c.tags_skipped,
                 manifests = c.manifests_stored + c.manifests_skipped,
                 blobs_copied = c.blobs_copied,
@@ -93,7 +99,7 @@ pub fn start(
                 let mut err = std::io::stderr().lock();
                 let _ = write!(
                     err,
-                    "\r{} repositories, {} tags, {} manifests, {} blobs copied ({} bytes, {rate}/s), {} failures ",
+                    "\r{}/{total} repositories, {} tags, {} manifests, {} blobs copied ({} bytes, {rate}/s), {} failures, ETA {eta} ",
                     c.repositories,
                     c.tags_set + c.tags_skipped,
                     c.manifests_stored + c.manifests_skipped,
@@ -105,6 +111,25 @@ pub fn start(
             }
         }
     })
+}
+
+/// The time left if the repositories left take as long as those done did (none done: unknown).
+fn eta(done: u64, total: u64, elapsed: Duration) -> Option<Duration> {
+    if done == 0 {
+        return None;
+    }
+    let left = total.saturating_sub(done);
+    Some(elapsed.mul_f64(left as f64 / done as f64))
+}
+
+/// `1h02m`, `3m20s`, `42s`.
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match (secs / 3600, secs / 60 % 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
 }
 
 /// Ends the terminal's progress line.
@@ -131,6 +156,19 @@ pub fn human_rate(bytes: u64, elapsed: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_eta_scales_the_time_taken_by_the_share_left() {
+        assert_eq!(eta(0, 10, Duration::from_secs(5)), None);
+        assert_eq!(
+            eta(2, 10, Duration::from_secs(5)),
+            Some(Duration::from_secs(20))
+        );
+        assert_eq!(eta(10, 10, Duration::from_secs(5)), Some(Duration::ZERO));
+        assert_eq!(human_duration(Duration::from_secs(200)), "3m20s");
+        assert_eq!(human_duration(Duration::from_secs(3720)), "1h02m");
+        assert_eq!(human_duration(Duration::from_secs(7)), "7s");
+    }
 
     #[test]
     fn rates_are_in_binary_units() {
