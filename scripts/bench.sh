@@ -753,31 +753,38 @@ if wants gc; then
 fi
 
 # --- jobs import from distribution (issue 17) ----------------------------------------------
-# push_big_image URL REPO TAG MIB: one image whose single layer is MIB MiB of random bytes,
-# pushed with curl (a monolithic PUT streamed from a file).
-push_big_image() {
-    local url="$1" repo="$2" tag="$3" mib="$4" file location digest config config_digest manifest sep
-    file="$(mktemp "$BENCH_DISK/layer.XXXXXX")"
-    head -c "$((mib * 1024 * 1024))" /dev/urandom >"$file"
+# upload_file URL REPO FILE: the file as a blob of REPO, by POST then a monolithic PUT
+# streamed from the file (curl -T; --data-binary would read it into memory). distribution
+# 2.8 answers a POST with ?digest= by opening a session, so that is not used.
+upload_file() {
+    local url="$1" repo="$2" file="$3" digest location sep
     digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
-    location="$(curl -sS -o /dev/null -w '%header{location}' -X POST "$url/v2/$repo/blobs/uploads/")"
+    location="$(curl -sS -f -o /dev/null -w '%header{location}' -X POST "$url/v2/$repo/blobs/uploads/")"
     [[ "$location" == http* ]] || location="$url$location"
     sep='?'
     [[ "$location" != *'?'* ]] || sep='&'
-    curl -sS -f -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' \
-        --data-binary "@$file" "$location${sep}digest=$digest"
-    config='{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
-    config_digest="sha256:$(printf '%s' "$config" | sha256sum | cut -d' ' -f1)"
-    curl -sS -f -o /dev/null -X POST -H 'Content-Type: application/octet-stream' \
-        --data-binary "$config" "$url/v2/$repo/blobs/uploads/?digest=$config_digest"
-    manifest="$(jq -cn --arg c "$config_digest" --argjson cs "${#config}" --arg l "$digest" \
-        --argjson ls "$((mib * 1024 * 1024))" \
+    curl -sS -f -o /dev/null -T "$file" -H 'Content-Type: application/octet-stream' \
+        "$location${sep}digest=$digest"
+    printf '%s' "$digest"
+}
+
+# push_big_image URL REPO TAG MIB: one image whose single layer is MIB MiB of random bytes.
+push_big_image() {
+    local url="$1" repo="$2" tag="$3" mib="$4" file config_file digest config_digest manifest
+    file="$(mktemp "$BENCH_DISK/layer.XXXXXX")"
+    config_file="$(mktemp "$BENCH_DISK/config.XXXXXX")"
+    head -c "$((mib * 1024 * 1024))" /dev/urandom >"$file"
+    printf '%s' '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' >"$config_file"
+    digest="$(upload_file "$url" "$repo" "$file")"
+    config_digest="$(upload_file "$url" "$repo" "$config_file")"
+    manifest="$(jq -cn --arg c "$config_digest" --argjson cs "$(stat -c %s "$config_file")" \
+        --arg l "$digest" --argjson ls "$((mib * 1024 * 1024))" \
         '{schemaVersion:2, mediaType:"application/vnd.oci.image.manifest.v1+json",
           config:{mediaType:"application/vnd.oci.image.config.v1+json", digest:$c, size:$cs},
           layers:[{mediaType:"application/vnd.oci.image.layer.v1.tar+gzip", digest:$l, size:$ls}]}')"
     curl -sS -f -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
         --data-binary "$manifest" "$url/v2/$repo/manifests/$tag"
-    rm -f "$file"
+    rm -f "$file" "$config_file"
 }
 
 # import_run CASE SOURCE_URL: `jobs import --from SOURCE_URL` into a fresh embedded default on
