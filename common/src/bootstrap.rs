@@ -85,7 +85,22 @@ pub async fn open_storage(
 ) -> Result<Arc<dyn Storage>, BootstrapError> {
     let backend = config.backend.name();
     match &config.backend {
-        StorageBackend::Filesystem => Ok(Arc::new(FsStorage::new(&config.data_dir))),
+        StorageBackend::Filesystem => {
+            // distribution's root directory given as DATA_DIR (REGISTRY_STORAGE_FILESYSTEM_
+            // ROOTDIRECTORY): its images are not served from its layout, say how to bring them.
+            if config
+                .data_dir
+                .join("docker/registry/v2/repositories")
+                .is_dir()
+            {
+                tracing::warn!(
+                    data_dir = %config.data_dir.display(),
+                    "this directory holds distribution's storage layout, which is not served as \
+                     it is: copy its images in with `jobs import --from-layout <this directory>`"
+                );
+            }
+            Ok(Arc::new(FsStorage::new(&config.data_dir)))
+        }
         StorageBackend::Gcs(gcs) => {
             let open = backends
                 .gcs

@@ -132,6 +132,8 @@ async fn distributions_htpasswd_filesystem_settings_push_pull_and_refuse_deletes
     let files = AuthFiles::new();
     let root = tempfile::tempdir().expect("temp dir");
     let root_dir = root.path().join("registry");
+    // The directory distribution used: its layout is there, which start-up points out.
+    std::fs::create_dir_all(root_dir.join("docker/registry/v2/repositories")).expect("layout");
     let addr = format!("127.0.0.1:{}", free_port());
     let htpasswd = files.htpasswd.display().to_string();
     let root_text = root_dir.display().to_string();
@@ -223,6 +225,11 @@ async fn distributions_htpasswd_filesystem_settings_push_pull_and_refuse_deletes
     let still = alice.send("GET", "/v2/team-a/app/manifests/v2", None).await;
     assert_eq!(still.status, 200);
 
+    assert!(
+        reg.log().contains("jobs import --from-layout"),
+        "no word of distribution's layout: {}",
+        reg.log()
+    );
     // The log is JSON, and says what it made of REGISTRY_HTTP_SECRET.
     let log = reg.log();
     let lines: Vec<serde_json::Value> = log
