@@ -211,6 +211,12 @@ async fn imports_distribution_s_files_with_untagged_manifests_referrers_and_refu
         "{report}"
     );
     assert_eq!(count(&report, "verification:", "mismatches"), 0, "{report}");
+    // The verification covers the untagged manifest's blobs too: every blob copied.
+    assert_eq!(
+        count(&report, "verification:", "blobs"),
+        count(&report, "blobs:", "copied"),
+        "{report}"
+    );
 
     // A second run copies nothing.
     let (code, again) = import(&reg, &["--from-layout", root]).await;

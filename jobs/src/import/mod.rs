@@ -147,7 +147,12 @@ pub async fn run(
     let reporter = progress::start(walker.progress(), options.progress_every, started);
     let mut listed = Vec::new();
     for repository in &repositories {
-        listed.push((repository.clone(), walker.repository(repository).await));
+        let (tags, manifests) = walker.repository(repository).await;
+        listed.push(verify::Listed {
+            repository: repository.clone(),
+            tags,
+            manifests,
+        });
     }
     reporter.abort();
     progress::finish_line();
