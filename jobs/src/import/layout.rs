@@ -44,8 +44,10 @@ pub struct LayoutSource {
 
 impl LayoutSource {
     /// The layout under `root` (what distribution's `rootdirectory` names); it must hold
-    /// `docker/registry/v2`.
+    /// `docker/registry/v2`. The root is made absolute, so that the resume records (keyed by
+    /// [`ImportSource::describe`]) are the same whatever directory a run starts in.
     pub fn new(root: &Path) -> Result<LayoutSource, SourceError> {
+        let root = std::fs::canonicalize(root).map_err(|e| io_error(root, e))?;
         let v2 = root.join("docker/registry/v2");
         if !v2.is_dir() {
             return Err(SourceError::NotFound(format!(
@@ -53,10 +55,7 @@ impl LayoutSource {
                 root.display()
             )));
         }
-        Ok(LayoutSource {
-            root: root.to_owned(),
-            v2,
-        })
+        Ok(LayoutSource { root, v2 })
     }
 
     fn repository_dir(&self, repository: &RepositoryName) -> PathBuf {

@@ -122,7 +122,10 @@ async fn repositories_are_the_directories_with_manifests_nested_and_sorted() {
     );
     assert_eq!(
         layout.source().describe(),
-        layout.dir.path().display().to_string()
+        std::fs::canonicalize(layout.dir.path())
+            .expect("canonical")
+            .display()
+            .to_string()
     );
 }
 
