@@ -1,7 +1,9 @@
-//! `jobs import --from <registry URL> [flags]`: the flags, read into an [`ImportCommand`].
+//! `jobs import --from <registry URL> | --from-layout <dir> [flags]`: the flags, read into
+//! an [`ImportCommand`].
 //! Secrets come from environment variables named by the flags, never from the arguments
 //! (which other users of the machine can read).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use registry_common::config::Secret;
@@ -15,14 +17,23 @@ const DEFAULT_CONCURRENCY: usize = 4;
 /// Seconds between progress lines unless `--progress-interval` says otherwise.
 const DEFAULT_PROGRESS_SECS: f64 = 10.0;
 
-pub const USAGE: &str = "jobs import --from <registry URL> [--repository NAME]... [--prefix P] \
-[--username U --password-env VAR | --token-env VAR] [--concurrency N] [--progress-interval SECS]";
+pub const USAGE: &str = "jobs import --from <registry URL> [--username U --password-env VAR | \
+--token-env VAR] | --from-layout <distribution's rootdirectory> [--repository NAME]... [--prefix P] \
+[--concurrency N] [--progress-interval SECS]";
+
+/// What a `jobs import` reads from.
+#[derive(Debug)]
+pub enum ImportFrom {
+    /// A registry's HTTP API (`--from`).
+    Registry { url: String, auth: SourceAuth },
+    /// distribution's storage layout in a directory (`--from-layout`).
+    Layout(PathBuf),
+}
 
 /// A parsed `jobs import`.
 #[derive(Debug)]
 pub struct ImportCommand {
-    pub from: String,
-    pub auth: SourceAuth,
+    pub from: ImportFrom,
     pub options: ImportOptions,
 }
 
@@ -32,6 +43,7 @@ pub fn parse(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<ImportCommand, String> {
     let mut from = None;
+    let mut from_layout = None;
     let mut username = None;
     let mut password_env = None;
     let mut token_env = None;
@@ -48,6 +60,7 @@ pub fn parse(
         };
         match flag.as_str() {
             "--from" => from = Some(value()?),
+            "--from-layout" => from_layout = Some(value()?),
             "--username" => username = Some(value()?),
             "--password-env" => password_env = Some(value()?),
             "--token-env" => token_env = Some(value()?),
@@ -78,7 +91,6 @@ pub fn parse(
             other => return Err(format!("unknown flag {other:?}")),
         }
     }
-    let from = from.ok_or("--from is required")?;
     if !repositories.is_empty() && prefix.is_some() {
         return Err("--repository and --prefix exclude each other".to_owned());
     }
@@ -87,6 +99,37 @@ pub fn parse(
             .filter(|v| !v.is_empty())
             .map(Secret::new)
             .ok_or_else(|| format!("{flag} {var}: the variable is unset or empty"))
+    };
+    let options = ImportOptions {
+        repositories,
+        prefix,
+        concurrency,
+        progress_every: Duration::from_secs_f64(progress_secs),
+    };
+    let url = match (from, from_layout) {
+        (Some(url), None) => url,
+        (None, Some(dir)) => {
+            if username.is_some() || password_env.is_some() || token_env.is_some() {
+                return Err(
+                    "--from-layout reads files: --username, --password-env and --token-env \
+                     are for --from"
+                        .to_owned(),
+                );
+            }
+            if dir.starts_with("s3://") || dir.starts_with("gs://") {
+                return Err(format!(
+                    "--from-layout {dir}: only a directory is supported so far (a bucket's \
+                     layout can be copied to disk first, or imported with --from through \
+                     a distribution serving it)"
+                ));
+            }
+            return Ok(ImportCommand {
+                from: ImportFrom::Layout(PathBuf::from(dir)),
+                options,
+            });
+        }
+        (Some(_), Some(_)) => return Err("--from and --from-layout exclude each other".to_owned()),
+        (None, None) => return Err("--from or --from-layout is required".to_owned()),
     };
     let auth = match (username, password_env, token_env) {
         (None, None, None) => SourceAuth::Anonymous,
@@ -100,14 +143,8 @@ pub fn parse(
         _ => return Err("--token-env excludes --username and --password-env".to_owned()),
     };
     Ok(ImportCommand {
-        from,
-        auth,
-        options: ImportOptions {
-            repositories,
-            prefix,
-            concurrency,
-            progress_every: Duration::from_secs_f64(progress_secs),
-        },
+        from: ImportFrom::Registry { url, auth },
+        options,
     })
 }
 
@@ -144,20 +181,44 @@ mod tests {
             env,
         )
         .expect("valid");
-        assert_eq!(command.from, "http://h:5000");
-        assert!(
-            matches!(&command.auth, SourceAuth::Basic { username, password }
-            if username == "u" && password.expose() == "secret")
-        );
+        assert!(matches!(
+            &command.from,
+            ImportFrom::Registry { url, auth: SourceAuth::Basic { username, password } }
+            if url == "http://h:5000" && username == "u" && password.expose() == "secret"
+        ));
         assert_eq!(command.options.repositories.len(), 2);
         assert_eq!(command.options.concurrency, 8);
         assert_eq!(command.options.progress_every, Duration::from_secs(10));
     }
 
     #[test]
+    fn a_layout_is_a_directory_with_the_same_selection_flags() {
+        let command = parse(
+            &args(&["--from-layout", "/srv/registry", "--prefix", "team/"]),
+            no_env,
+        )
+        .expect("valid");
+        assert!(
+            matches!(&command.from, ImportFrom::Layout(dir) if dir == std::path::Path::new("/srv/registry"))
+        );
+        assert_eq!(command.options.prefix.as_deref(), Some("team/"));
+    }
+
+    #[test]
     fn usage_errors_name_the_flag() {
-        let cases: [(&[&str], &str); 6] = [
-            (&[], "--from"),
+        let cases: [(&[&str], &str); 11] = [
+            (&[], "--from or --from-layout"),
+            (&["--from", "x", "--from-layout", "/d"], "exclude"),
+            (
+                &["--from-layout", "/d", "--username", "u"],
+                "are for --from",
+            ),
+            (
+                &["--from-layout", "/d", "--token-env", "T"],
+                "are for --from",
+            ),
+            (&["--from-layout", "s3://bucket/p"], "only a directory"),
+            (&["--from-layout", "gs://bucket"], "only a directory"),
             (&["--from"], "--from needs a value"),
             (&["--from", "x", "--concurrency", "0"], "--concurrency"),
             (&["--from", "x", "--password-env", "PW"], "--username"),

@@ -1,8 +1,8 @@
 //! `jobs <subcommand>`: runs one scheduled job (or `run-all`) against the configured
 //! database and storage, logs its summary, and exits 0 on success, 1 when the job or any item
-//! failed, 2 on a usage or configuration error. `jobs import --from <URL>` copies another
-//! registry into this one (`registry_jobs::import`) and prints its report, with the same
-//! exit codes (1: anything failed or does not match).
+//! failed, 2 on a usage or configuration error. `jobs import --from <URL>` (or
+//! `--from-layout <dir>`) copies another registry into this one (`registry_jobs::import`)
+//! and prints its report, with the same exit codes (1: anything failed or does not match).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,8 +11,11 @@ use registry_common::bootstrap::{StorageBackends, open_storage};
 use registry_common::config::JobsBinaryConfig;
 use registry_common::metadata::Metadata;
 use registry_common::telemetry;
+use registry_jobs::import::layout::LayoutSource;
 use registry_jobs::import::registry::RegistrySource;
+use registry_jobs::import::source::ImportSource;
 use registry_jobs::import::{ImportOptions, ImportReport};
+use registry_jobs::import_cli::ImportFrom;
 use registry_jobs::{Job, JobContext};
 
 fn usage() -> String {
@@ -79,10 +82,18 @@ fn import_main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let source = match RegistrySource::new(&command.from, command.auth) {
+    let source: Result<Arc<dyn ImportSource>, _> = match &command.from {
+        ImportFrom::Registry { url, auth } => RegistrySource::new(url, auth.clone())
+            .map(|s| Arc::new(s) as _)
+            .map_err(|e| format!("--from: {e}")),
+        ImportFrom::Layout(dir) => LayoutSource::new(dir)
+            .map(|s| Arc::new(s) as _)
+            .map_err(|e| format!("--from-layout: {e}")),
+    };
+    let source = match source {
         Ok(source) => source,
         Err(e) => {
-            eprintln!("jobs import: --from: {e}");
+            eprintln!("jobs import: {e}");
             return ExitCode::from(2);
         }
     };
@@ -125,7 +136,7 @@ fn import_main(args: &[String]) -> ExitCode {
 }
 
 async fn import(
-    source: RegistrySource,
+    source: Arc<dyn ImportSource>,
     options: ImportOptions,
     config: JobsBinaryConfig,
 ) -> Result<ImportReport, Box<dyn std::error::Error + Send + Sync>> {
@@ -136,8 +147,7 @@ async fn import(
         .with_gcs(registry_gcs::open_storage)
         .with_s3(registry_s3::open_storage);
     let storage = open_storage(&config.storage, &backends).await?;
-    let result =
-        registry_jobs::import::run(Arc::new(source), metadata.clone(), storage, options).await;
+    let result = registry_jobs::import::run(source, metadata.clone(), storage, options).await;
     metadata.close().await;
     Ok(result?)
 }

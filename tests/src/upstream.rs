@@ -234,6 +234,11 @@ impl Distribution {
             .join("data")
     }
 
+    /// distribution's storage root (its `rootdirectory`), for `jobs import --from-layout`.
+    pub fn root_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("distribution.log")
     }

@@ -1,21 +1,25 @@
 //! `jobs import`: copies another registry's content into this one (see the README's
 //! "Moving in"). [`source`] is what it reads from ([`registry::RegistrySource`]: a
-//! registry's HTTP API); `walk` copies, `verify` checks the result.
+//! registry's HTTP API; [`layout::LayoutSource`]: distribution's storage layout in a
+//! directory); `walk` copies, `verify` checks the result.
 //!
 //! The walk, per repository, per tag: the manifest the tag names; for an index, each child
 //! manifest first; each manifest's config and layers (copied unless this registry has the
 //! blob already: linked to the repository, or stored under another one and linked without
 //! its bytes); the manifest stored; its referrers (the referrers API; the tag-schema
-//! fallback's `sha256-<hex>` tags come with the tags); then the tag set. Everything is
-//! written through the services a push uses (`UploadService`, `ManifestService`), so what
-//! an import stores is checked as a push is, and blobs stream from the source into storage
-//! hashed, never whole in memory.
+//! fallback's `sha256-<hex>` tags come with the tags); then the tag set. A source that lists
+//! every manifest (a layout) has them walked after the tags, so untagged manifests and
+//! referrers (whose subject is only recorded, so their order does not matter) come too.
+//! Everything is written through the services a push uses (`UploadService`,
+//! `ManifestService`), so what an import stores is checked as a push is, and blobs stream
+//! from the source into storage hashed, never whole in memory.
 //!
 //! Resuming: each blob, manifest and tag done is recorded (`import_items`, keyed by the
 //! source); a run skips a tag recorded with the digest it names now, and a manifest recorded
 //! done, so a run killed midway goes on where it stopped and a run over a source already
 //! copied copies nothing. A per-item failure is logged and counted; the run goes on.
 
+pub mod layout;
 mod progress;
 pub mod registry;
 pub mod source;
@@ -144,7 +148,12 @@ pub async fn run(
     let reporter = progress::start(walker.progress(), options.progress_every, started, total);
     let mut listed = Vec::new();
     for repository in &repositories {
-        listed.push((repository.clone(), walker.repository(repository).await));
+        let (tags, manifests) = walker.repository(repository).await;
+        listed.push(verify::Listed {
+            repository: repository.clone(),
+            tags,
+            manifests,
+        });
     }
     reporter.abort();
     progress::finish_line();

@@ -1,5 +1,6 @@
 //! The check at the end of a run, on this registry's side alone: every tag the source listed
-//! resolves here to the digest it names there, and every blob its manifests reference
+//! resolves here to the digest it names there, every manifest it listed (a layout's
+//! revisions, untagged ones included) is here, and every blob those manifests reference
 //! (through indexes and referrers) is linked with the declared size and in storage.
 
 use std::collections::HashSet;
@@ -24,14 +25,28 @@ pub struct Verification {
     pub mismatches: Vec<String>,
 }
 
-/// Checks the tags listed per repository.
+/// What the source listed in one repository.
+#[derive(Debug)]
+pub struct Listed {
+    pub repository: RepositoryName,
+    pub tags: Vec<SourceTag>,
+    /// Every manifest, from a source that lists them ([`super::source::ImportSource::all_manifests`]).
+    pub manifests: Vec<Digest>,
+}
+
+/// Checks the tags and manifests listed per repository.
 pub async fn check(
     metadata: &Metadata,
     storage: &Arc<dyn Storage>,
-    listed: &[(RepositoryName, Vec<SourceTag>)],
+    listed: &[Listed],
 ) -> Verification {
     let mut found = Verification::default();
-    for (repository, tags) in listed {
+    for Listed {
+        repository,
+        tags,
+        manifests,
+    } in listed
+    {
         let mut seen = HashSet::new();
         let mut blobs = HashSet::new();
         for tag in tags {
@@ -66,6 +81,20 @@ pub async fn check(
                         .mismatches
                         .push(format!("{repository}:{}: {}", tag.tag, ErrorChain(&e)))
                 }
+            }
+        }
+        let mut pending = manifests.clone();
+        while let Some(digest) = pending.pop() {
+            if seen.insert(digest.clone()) {
+                walk(
+                    metadata,
+                    repository,
+                    &digest,
+                    &mut pending,
+                    &mut blobs,
+                    &mut found,
+                )
+                .await;
             }
         }
         for (digest, size) in blobs {

@@ -108,13 +108,14 @@ impl Walker {
             .push(what);
     }
 
-    /// Copies one repository; returns the tags the source listed (for the verification).
-    pub async fn repository(&self, repository: &RepositoryName) -> Vec<SourceTag> {
+    /// Copies one repository; returns the tags and the manifests the source listed (for the
+    /// verification).
+    pub async fn repository(&self, repository: &RepositoryName) -> (Vec<SourceTag>, Vec<Digest>) {
         let tags = match retry(|| self.source.tags(repository)).await {
             Ok(tags) => tags,
             Err(e) => {
                 self.fail(format!("{repository}: listing the tags: {e}"));
-                return Vec::new();
+                return (Vec::new(), Vec::new());
             }
         };
         for tag in &tags {
@@ -122,19 +123,23 @@ impl Walker {
                 self.fail(format!("{repository}:{}: {why}", tag.tag));
             }
         }
-        match retry(|| self.source.all_manifests(repository)).await {
+        let manifests = match retry(|| self.source.all_manifests(repository)).await {
             Ok(Some(digests)) => {
-                for digest in digests {
-                    if let Err(why) = self.manifest(repository, &digest, 0).await {
+                for digest in &digests {
+                    if let Err(why) = self.manifest(repository, digest, 0).await {
                         self.fail(format!("{repository}@{digest}: {why}"));
                     }
                 }
+                digests
             }
-            Ok(None) => {}
-            Err(e) => self.fail(format!("{repository}: listing the manifests: {e}")),
-        }
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                self.fail(format!("{repository}: listing the manifests: {e}"));
+                Vec::new()
+            }
+        };
         Progress::add(&self.progress.repositories, 1);
-        tags
+        (tags, manifests)
     }
 
     async fn tag(&self, repository: &RepositoryName, tag: &SourceTag) -> Result<(), String> {
