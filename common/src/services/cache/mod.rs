@@ -516,6 +516,14 @@ impl CacheService {
                 .take_fetch_lease(digest, &self.filler.holder, fill::lease_ms())
                 .await?
             {
+                // A fill that ended between the check above and this lease (its holder
+                // records the blob, then releases the lease) is not fetched again.
+                if self.metadata.held_blob_size(digest).await?.is_some() {
+                    self.metadata
+                        .release_fetch_lease(digest, &self.filler.holder)
+                        .await?;
+                    continue;
+                }
                 let fetched = match upstream.blob(&source.remote, digest).await {
                     Ok(fetched) => fetched,
                     Err(e) => {
