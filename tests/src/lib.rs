@@ -21,6 +21,7 @@ pub mod clients;
 pub mod daemons;
 pub mod database;
 pub mod events;
+pub mod import;
 pub mod nats;
 pub mod oci_layout;
 pub mod services;

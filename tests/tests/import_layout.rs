@@ -7,53 +7,11 @@
 //! artifact listed by the referrers API; a second run copies nothing; a blob whose file was
 //! changed is refused (exit 1, a failure in the report) while the rest is imported.
 
-use std::process::Stdio;
-
-use registry_tests::api::{database_url, jobs_bin};
 use registry_tests::clients::ACCEPT_MANIFESTS;
+use registry_tests::import::{count, import};
 use registry_tests::oci_layout::{Blob, Image, MultiArch};
 use registry_tests::upstream::{Distribution, Flavour};
 use registry_tests::{OCI_MANIFEST, Registry, Reply, send, sha256_digest};
-
-/// Runs `jobs import` into `reg`'s database and storage; its exit code and report.
-async fn import(reg: &Registry, args: &[&str]) -> (i32, String) {
-    let out = tokio::process::Command::new(jobs_bin())
-        .arg("import")
-        .args(args)
-        .env_clear()
-        .env("DATA_DIR", reg.data_dir())
-        .env("DATABASE_URL", database_url(reg))
-        .env("LOG_LEVEL", "info")
-        .envs(reg.storage_env())
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run jobs import");
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    let code = out.status.code().unwrap_or(-1);
-    eprintln!("jobs import {args:?} → {code}:\n{report}");
-    if code != 0 {
-        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    }
-    (code, report)
-}
-
-/// The number just before `label` on the report's line starting with `line`.
-fn count(report: &str, line: &str, label: &str) -> u64 {
-    let text = report
-        .lines()
-        .find(|l| l.starts_with(line))
-        .unwrap_or_else(|| panic!("no {line:?} line in:\n{report}"));
-    let before = &text[..text
-        .find(label)
-        .unwrap_or_else(|| panic!("{label:?} in {text}"))];
-    before
-        .trim_end()
-        .rsplit([' ', ','])
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("a number before {label:?} in {text}"))
-}
 
 async fn get(reg: &Registry, path: &str) -> Reply {
     send(
@@ -153,7 +111,7 @@ async fn imports_distribution_s_files_with_untagged_manifests_referrers_and_refu
     let root = root.to_str().expect("UTF-8 path");
     let reg = Registry::start().await;
 
-    let (code, report) = import(&reg, &["--from-layout", root]).await;
+    let (code, report) = import(&reg, &["--from-layout", root], &[]).await;
     assert_eq!(code, 0, "{report}");
     assert!(
         report.starts_with(&format!("import from {root}:")),
@@ -219,7 +177,7 @@ async fn imports_distribution_s_files_with_untagged_manifests_referrers_and_refu
     );
 
     // A second run copies nothing.
-    let (code, again) = import(&reg, &["--from-layout", root]).await;
+    let (code, again) = import(&reg, &["--from-layout", root], &[]).await;
     assert_eq!(code, 0, "{again}");
     assert_eq!(count(&again, "blobs:", "copied"), 0, "{again}");
     assert_eq!(count(&again, "manifests:", "stored"), 0, "{again}");
@@ -239,7 +197,7 @@ async fn imports_distribution_s_files_with_untagged_manifests_referrers_and_refu
     bytes[100] ^= 0xff;
     std::fs::write(&file, &bytes).expect("change the layer file");
 
-    let (code, late) = import(&reg, &["--from-layout", root, "--prefix", "late/"]).await;
+    let (code, late) = import(&reg, &["--from-layout", root, "--prefix", "late/"], &[]).await;
     assert_eq!(code, 1, "{late}");
     assert!(
         late.lines()
@@ -275,7 +233,7 @@ async fn a_layout_without_distribution_s_tree_or_with_credentials_is_a_usage_err
             "P",
         ][..],
     ] {
-        let (code, _) = import(&reg, args).await;
+        let (code, _) = import(&reg, args, &[]).await;
         assert_eq!(code, 2, "{args:?}");
     }
 }

@@ -10,9 +10,9 @@
 use std::collections::BTreeSet;
 use std::process::Stdio;
 
-use registry_tests::api::{database_url, jobs_bin};
 use registry_tests::auth::{ALICE, AuthFiles, Client, Scheme};
 use registry_tests::clients::ACCEPT_MANIFESTS;
+use registry_tests::import::{count, import, import_command};
 use registry_tests::oci_layout::{Image, MultiArch};
 use registry_tests::upstream::{Distribution, Flavour, UPSTREAM_USER};
 use registry_tests::{
@@ -175,54 +175,6 @@ async fn assert_imported(
         blob_count += blobs.len();
     }
     blob_count
-}
-
-/// The jobs binary's command for `jobs import` into `reg`'s database and storage.
-fn import_command(reg: &Registry, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(jobs_bin());
-    command
-        .arg("import")
-        .args(args)
-        .env_clear()
-        .env("DATA_DIR", reg.data_dir())
-        .env("DATABASE_URL", database_url(reg))
-        .env("LOG_LEVEL", "info")
-        .envs(reg.storage_env())
-        .envs(env.iter().copied())
-        .stdin(Stdio::null());
-    command
-}
-
-/// Runs `jobs import`; its exit code and report (standard output).
-async fn import(reg: &Registry, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let out = import_command(reg, args, env)
-        .output()
-        .await
-        .expect("run jobs import");
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    let code = out.status.code().unwrap_or(-1);
-    eprintln!("jobs import {args:?} → {code}:\n{report}");
-    if code != 0 {
-        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    }
-    (code, report)
-}
-
-/// The number just before `label` on the report's line starting with `line`.
-fn count(report: &str, line: &str, label: &str) -> u64 {
-    let text = report
-        .lines()
-        .find(|l| l.starts_with(line))
-        .unwrap_or_else(|| panic!("no {line:?} line in:\n{report}"));
-    let before = &text[..text
-        .find(label)
-        .unwrap_or_else(|| panic!("{label:?} in {text}"))];
-    before
-        .trim_end()
-        .rsplit([' ', ','])
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("a number before {label:?} in {text}"))
 }
 
 #[tokio::test]
