@@ -12,7 +12,7 @@ use registry_common::error::ErrorChain;
 use registry_common::events::EventOrigin;
 use registry_common::metadata::{ImportKind, ImportedItem, Metadata};
 use registry_common::oci::{Descriptor, Digest, ParsedManifest, Reference, RepositoryName};
-use registry_common::services::{EventRecorder, ManifestService, UploadService};
+use registry_common::services::{EventRecorder, ManifestService, UploadError, UploadService};
 use registry_common::storage::Storage;
 
 use super::ImportOptions;
@@ -375,7 +375,8 @@ impl Walker {
                             blob.size
                         ));
                     }
-                    self.uploads
+                    match self
+                        .uploads
                         .put_monolithic(
                             repository,
                             &blob.digest,
@@ -384,7 +385,13 @@ impl Walker {
                             &self.origin,
                         )
                         .await
-                        .map_err(|e| chain(&e))
+                    {
+                        Ok(()) => Ok(()),
+                        // The whole body arrived and hashes to something else: the source's
+                        // bytes are wrong, and reading them again gives the same.
+                        Err(e @ UploadError::DigestMismatch { .. }) => return Err(chain(&e)),
+                        Err(e) => Err(chain(&e)),
+                    }
                 }
                 Err(e @ SourceError::Transient(_)) => Err(e.to_string()),
                 Err(e) => return Err(e.to_string()),
