@@ -31,9 +31,10 @@ pub(crate) fn translate(vars: &Vars) -> Result<Translated, ConfigError> {
         notes: Vec::new(),
         secret_names: upstream_secret_names(vars),
     };
-    deploys_app(&mut out)?;
     cloudflare(&mut out)?;
     distribution(&mut out)?;
+    // Last: a `BUCKET_NAME` means GCS only where nothing else named the backend.
+    deploys_app(&mut out)?;
     Ok(out)
 }
 

@@ -674,3 +674,20 @@ fn the_cloudflare_registry_settings_mean_the_same_here() {
     .to_string();
     assert!(e.contains("AUTH_MODE"), "{e}");
 }
+
+#[test]
+fn a_bucket_name_beside_distributions_driver_does_not_mean_gcs() {
+    let config = ServiceConfig::from_vars(&vars(&[
+        ("BUCKET_NAME", "left-over"),
+        ("REGISTRY_STORAGE", "filesystem"),
+    ]))
+    .unwrap();
+    assert_eq!(config.storage.backend.name(), "fs");
+    let config = ServiceConfig::from_vars(&vars(&[
+        ("BUCKET_NAME", "left-over"),
+        ("REGISTRY_STORAGE_S3_BUCKET", "images"),
+        ("REGISTRY_STORAGE_S3_REGION", "eu-west-1"),
+    ]))
+    .unwrap();
+    assert_eq!(config.storage.backend.name(), "s3");
+}
