@@ -29,6 +29,8 @@ mod walk;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use registry_common::metadata::Metadata;
 use registry_common::oci::RepositoryName;
 use registry_common::storage::Storage;
@@ -45,7 +47,7 @@ pub struct ImportOptions {
     pub repositories: Vec<RepositoryName>,
     /// Only the catalog's repositories whose name starts with this.
     pub prefix: Option<String>,
-    /// Blobs copied at once.
+    /// Blobs copied at once, over up to as many repositories walked at once.
     pub concurrency: usize,
     /// How often a progress line is logged.
     pub progress_every: Duration,
@@ -146,15 +148,23 @@ pub async fn run(
     let walker = walk::Walker::new(source.clone(), metadata.clone(), storage.clone(), &options);
     let total = u64::try_from(repositories.len()).unwrap_or(u64::MAX);
     let reporter = progress::start(walker.progress(), options.progress_every, started, total);
-    let mut listed = Vec::new();
-    for repository in &repositories {
-        let (tags, manifests) = walker.repository(repository).await;
-        listed.push(verify::Listed {
-            repository: repository.clone(),
-            tags,
-            manifests,
-        });
-    }
+    // Up to `concurrency` repositories at once (in order for the report); the blobs they
+    // copy share the walker's `concurrency` permits.
+    let listed: Vec<verify::Listed> = futures_util::stream::iter(&repositories)
+        .map(|repository| {
+            let walker = &walker;
+            async move {
+                let (tags, manifests) = walker.repository(repository).await;
+                verify::Listed {
+                    repository: repository.clone(),
+                    tags,
+                    manifests,
+                }
+            }
+        })
+        .buffered(options.concurrency.max(1))
+        .collect()
+        .await;
     reporter.abort();
     progress::finish_line();
     let verification = verify::check(&metadata, &storage, &listed).await;

@@ -59,6 +59,8 @@ pub struct Walker {
     uploads: UploadService,
     manifests: ManifestService,
     concurrency: usize,
+    /// Blob copies in flight, over every repository walked at once.
+    copies: tokio::sync::Semaphore,
     origin: EventOrigin,
     progress: Arc<Progress>,
     failures: Mutex<Vec<String>>,
@@ -81,6 +83,7 @@ impl Walker {
             manifests: ManifestService::new(metadata.clone(), events),
             metadata,
             concurrency: options.concurrency.max(1),
+            copies: tokio::sync::Semaphore::new(options.concurrency.max(1)),
             origin: EventOrigin::internal("PUT"),
             progress: Arc::new(Progress::default()),
             failures: Mutex::new(Vec::new()),
@@ -335,7 +338,9 @@ impl Walker {
                 size
             }
             None => {
+                let permit = self.copies.acquire().await;
                 self.copy_blob(repository, blob).await.map_err(fail)?;
+                drop(permit);
                 Progress::add(&self.progress.blobs_copied, 1);
                 Progress::add(&self.progress.bytes_copied, blob.size);
                 blob.size
