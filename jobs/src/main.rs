@@ -27,6 +27,31 @@ fn usage() -> String {
     )
 }
 
+/// The configuration (logging started) and the runtime, or the exit code of the failure:
+/// 2 for a configuration the binary cannot use.
+fn configured() -> Result<(JobsBinaryConfig, tokio::runtime::Runtime), ExitCode> {
+    let config = JobsBinaryConfig::from_env().map_err(|e| {
+        eprintln!("jobs: {e}");
+        ExitCode::from(2)
+    })?;
+    telemetry::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("jobs: starting the runtime: {e}");
+            ExitCode::FAILURE
+        })?;
+    Ok((config, runtime))
+}
+
+/// Every byte store this binary can open.
+fn storage_backends() -> StorageBackends {
+    StorageBackends::default()
+        .with_gcs(registry_gcs::open_storage)
+        .with_s3(registry_s3::open_storage)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "import") {
@@ -44,23 +69,9 @@ fn main() -> ExitCode {
         eprintln!("jobs: unknown job {name:?}\n{}", usage());
         return ExitCode::from(2);
     };
-    let config = match JobsBinaryConfig::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("jobs: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("jobs: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (config, runtime) = match configured() {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         match run(job, looping, config).await {
@@ -97,23 +108,9 @@ fn import_main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = match JobsBinaryConfig::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("jobs: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("jobs: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (config, runtime) = match configured() {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         match import(source, command.options, config).await {
@@ -143,9 +140,7 @@ async fn import(
     // The import writes through the services of a push: the schema must be the current one
     // (a fresh registry's database is migrated here, as the registry does at start-up).
     let metadata = Metadata::connect(&config.database_url(), &config.db).await?;
-    let backends = StorageBackends::default()
-        .with_gcs(registry_gcs::open_storage)
-        .with_s3(registry_s3::open_storage);
+    let backends = storage_backends();
     let storage = open_storage(&config.storage, &backends).await?;
     let result = registry_jobs::import::run(source, metadata.clone(), storage, options).await;
     metadata.close().await;
@@ -161,9 +156,7 @@ async fn run(
     // `migrate` is the job that migrates; the others never change the schema.
     db.db_migrate_on_start = false;
     let metadata = Metadata::connect(&config.database_url(), &db).await?;
-    let backends = StorageBackends::default()
-        .with_gcs(registry_gcs::open_storage)
-        .with_s3(registry_s3::open_storage);
+    let backends = storage_backends();
     let ctx = JobContext {
         metadata: metadata.clone(),
         storage: open_storage(&config.storage, &backends).await?,

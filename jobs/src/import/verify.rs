@@ -47,26 +47,13 @@ pub async fn check(
         manifests,
     } in listed
     {
-        let mut seen = HashSet::new();
-        let mut blobs = HashSet::new();
+        // What the tags that match reach, and every manifest the source listed.
+        let mut pending = manifests.clone();
         for tag in tags {
             match metadata.manifest_by_tag(repository, &tag.tag).await {
                 Ok(Some(here)) if here.digest == tag.digest => {
                     found.tags_ok += 1;
-                    let mut pending = vec![here.digest];
-                    while let Some(digest) = pending.pop() {
-                        if seen.insert(digest.clone()) {
-                            walk(
-                                metadata,
-                                repository,
-                                &digest,
-                                &mut pending,
-                                &mut blobs,
-                                &mut found,
-                            )
-                            .await;
-                        }
-                    }
+                    pending.push(here.digest);
                 }
                 Ok(Some(here)) => found.mismatches.push(format!(
                     "{repository}:{}: {} at the source, {} here",
@@ -83,7 +70,8 @@ pub async fn check(
                 }
             }
         }
-        let mut pending = manifests.clone();
+        let mut seen = HashSet::new();
+        let mut blobs = HashSet::new();
         while let Some(digest) = pending.pop() {
             if seen.insert(digest.clone()) {
                 walk(
