@@ -329,18 +329,31 @@ pub async fn run_job(reg: &Registry, job: &str) {
     run_job_with(reg, job, &[]).await;
 }
 
-/// [`run_job`] with more environment variables (e.g. `UPSTREAMS_FILE`).
-pub async fn run_job_with(reg: &Registry, job: &str, env: &[(&str, &str)]) {
+/// The jobs binary with `args`, on the registry's database and storage (and `env`), logging
+/// at `log_level`.
+pub fn jobs_command(
+    reg: &Registry,
+    args: &[&str],
+    env: &[(&str, &str)],
+    log_level: &str,
+) -> tokio::process::Command {
     let bin = jobs_bin();
     assert!(bin.exists(), "jobs binary not found at {}", bin.display());
-    let out = tokio::process::Command::new(bin)
-        .arg(job)
+    let mut command = tokio::process::Command::new(bin);
+    command
+        .args(args)
         .env_clear()
         .env("DATA_DIR", reg.data_dir())
         .env("DATABASE_URL", database_url(reg))
-        .env("LOG_LEVEL", "warn")
+        .env("LOG_LEVEL", log_level)
         .envs(reg.storage_env())
-        .envs(env.iter().copied())
+        .envs(env.iter().copied());
+    command
+}
+
+/// [`run_job`] with more environment variables (e.g. `UPSTREAMS_FILE`).
+pub async fn run_job_with(reg: &Registry, job: &str, env: &[(&str, &str)]) {
+    let out = jobs_command(reg, &[job], env, "warn")
         .output()
         .await
         .expect("run the jobs binary");

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 
 use crate::Registry;
-use crate::api::{database_url, jobs_bin};
+use crate::api::jobs_command;
 
 /// The jobs binary's command for `jobs import` into `reg`'s database and storage.
 pub fn import_command(
@@ -12,17 +12,11 @@ pub fn import_command(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(jobs_bin());
-    command
-        .arg("import")
-        .args(args)
-        .env_clear()
-        .env("DATA_DIR", reg.data_dir())
-        .env("DATABASE_URL", database_url(reg))
-        .env("LOG_LEVEL", "info")
-        .envs(reg.storage_env())
-        .envs(env.iter().copied())
-        .stdin(Stdio::null());
+    let args: Vec<&str> = std::iter::once("import")
+        .chain(args.iter().copied())
+        .collect();
+    let mut command = jobs_command(reg, &args, env, "info");
+    command.stdin(Stdio::null());
     command
 }
 

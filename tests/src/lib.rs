@@ -120,6 +120,31 @@ fn s3_env() -> Vec<(String, String)> {
     .collect()
 }
 
+/// Names of the objects under `prefix` in a GCS emulator's bucket (the JSON API, every page).
+pub async fn gcs_object_names(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut page: Option<String> = None;
+    loop {
+        let mut url = format!("{endpoint}/storage/v1/b/{bucket}/o?prefix={prefix}");
+        if let Some(token) = &page {
+            url.push_str(&format!("&pageToken={token}"));
+        }
+        let listing: serde_json::Value = reqwest::get(&url)
+            .await
+            .expect("list the bucket")
+            .json()
+            .await
+            .expect("listing json");
+        for item in listing["items"].as_array().into_iter().flatten() {
+            names.push(item["name"].as_str().expect("object name").to_owned());
+        }
+        match listing["nextPageToken"].as_str() {
+            Some(token) => page = Some(token.to_owned()),
+            None => return names,
+        }
+    }
+}
+
 /// A part of the S3 server's access key, from the environment the test command set.
 pub fn s3_test_key(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {

@@ -181,29 +181,11 @@ async fn stored_blobs(reg: &Registry) -> BTreeSet<String> {
             let endpoint = &env["GCS_ENDPOINT"];
             let bucket = &env["BUCKET_NAME"];
             let prefix = format!("{}blobs/", env.get("GCS_PREFIX").map_or("", String::as_str));
-            let mut page: Option<String> = None;
-            loop {
-                let mut url = format!("{endpoint}/storage/v1/b/{bucket}/o?prefix={prefix}");
-                if let Some(token) = &page {
-                    url.push_str(&format!("&pageToken={token}"));
-                }
-                let listing: serde_json::Value = reqwest::get(&url)
-                    .await
-                    .expect("list the bucket")
-                    .json()
-                    .await
-                    .expect("listing json");
-                for item in listing["items"].as_array().into_iter().flatten() {
-                    let name = item["name"].as_str().expect("object name");
-                    if let Some(hex) = name.rsplit('/').next()
-                        && hex.len() == 64
-                    {
-                        found.insert(format!("sha256:{hex}"));
-                    }
-                }
-                match listing["nextPageToken"].as_str() {
-                    Some(token) => page = Some(token.to_owned()),
-                    None => break,
+            for name in registry_tests::gcs_object_names(endpoint, bucket, &prefix).await {
+                if let Some(hex) = name.rsplit('/').next()
+                    && hex.len() == 64
+                {
+                    found.insert(format!("sha256:{hex}"));
                 }
             }
         }

@@ -11,8 +11,8 @@ use registry_tests::clients::ACCEPT_MANIFESTS;
 use registry_tests::oci_layout::Image;
 use registry_tests::upstream::{Distribution, Flavour};
 use registry_tests::{
-    Registry, TestDatabase, assert_error, assert_intact, free_port, registry_bin, s3_test_key,
-    send, start_fails,
+    Registry, TestDatabase, assert_error, assert_intact, free_port, gcs_object_names, registry_bin,
+    s3_test_key, send, start_fails,
 };
 
 /// The GCS emulator the test command started (`scripts/gcs-emulator.sh`), and its bucket.
@@ -21,23 +21,6 @@ fn gcs_emulator() -> (String, String) {
         .expect("the drop-in suite needs GCS_TEST_ENDPOINT (scripts/gcs-emulator.sh start)");
     let bucket = std::env::var("GCS_TEST_BUCKET").unwrap_or_else(|_| "registry-test".to_owned());
     (endpoint, bucket)
-}
-
-/// Names of the objects under `prefix` in the emulator's bucket.
-async fn objects(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
-    let url = format!("{endpoint}/storage/v1/b/{bucket}/o?prefix={prefix}");
-    let listing: serde_json::Value = reqwest::get(&url)
-        .await
-        .expect("list the bucket")
-        .json()
-        .await
-        .expect("listing json");
-    listing["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|item| item["name"].as_str().expect("object name").to_owned())
-        .collect()
 }
 
 /// The Deploys.app registry's deployment: `DB_URL` (PostgreSQL), `BUCKET_NAME` (GCS) and
@@ -69,7 +52,7 @@ async fn the_deploys_app_registry_settings_keep_layers_in_the_bucket() {
         .await;
     assert_intact(&mut reg, "deploys/app", "v1", &image).await;
 
-    let stored = objects(&endpoint, &bucket, &prefix).await;
+    let stored = gcs_object_names(&endpoint, &bucket, &prefix).await;
     for (digest, _) in &image.layers {
         let hex = digest.trim_start_matches("sha256:");
         assert!(
